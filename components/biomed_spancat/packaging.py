@@ -1,0 +1,140 @@
+"""Build the wheel `en_biomed_spancat` with the registered code bundled.
+
+The shipped modules are passed to `spacy package --code`, which copies them
+into the package and imports them from its `__init__.py`: a loaded pipeline
+never imports this project. meta.json records the base model really used
+(BiomedBERT or the offline stand-in) and the training data, so the model card
+built from it can tell the truth.
+"""
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+__all__ = ["SHIPPED_MODULES", "build_meta", "package_pipeline", "wheel_path"]
+
+HERE = Path(__file__).resolve().parent
+# Registered code a loaded pipeline needs; each file stands alone.
+SHIPPED_MODULES = ["architecture.py", "suggester.py", "reducer.py"]
+OWN_DISTRIBUTION = "biomed-spancat-components"
+
+CRAFT_SOURCE = {
+    "name": "CRAFT v5 concept annotations (Colorado Richly Annotated Full-Text corpus)",
+    "url": "https://github.com/UCDenver-ccp/CRAFT",
+    "license": "CC BY 3.0",
+    "author": "Bada M, et al. Concept annotation in the CRAFT corpus. BMC Bioinformatics 13:161 (2012)",
+}
+
+
+def shipped_code_paths() -> List[Path]:
+    """The shipped module files that exist (the reducer is optional)."""
+    return [HERE / name for name in SHIPPED_MODULES if (HERE / name).exists()]
+
+
+def build_meta(
+    name: str,
+    version: str,
+    transformer_source: Dict[str, Any],
+    corpus_report: Optional[Dict[str, Any]] = None,
+    license: str = "cc-by-3.0",
+    dataset: Dict[str, str] = CRAFT_SOURCE,
+) -> Dict[str, Any]:
+    """The meta.json overrides for the package.
+
+    name (str): Package name without the language prefix (biomed_spancat).
+    version (str): Package version.
+    transformer_source (dict): fetch-transformer's source.json.
+    corpus_report (dict): convert's report.json (counts only, never text).
+    license (str): The pipeline's licence identifier.
+    dataset (dict): The training data source, for attribution.
+    RETURNS (dict): Keys spaCy knows plus `base_model` and `training_data`.
+    """
+    used = transformer_source["used"]
+    stand_in = bool(transformer_source.get("stand_in"))
+    description = (
+        "Span categorizer (spancat) for biomedical text with overlapping spans, "
+        f"over the transformer {used}."
+    )
+    if stand_in:
+        description += (
+            f" NOTE: trained on the offline stand-in {used}, not the requested "
+            f"{transformer_source['requested']}."
+        )
+    transformer_entry = {
+        "name": used + (" (offline stand-in)" if stand_in else ""),
+        "url": transformer_source.get("url") or "",
+        "license": transformer_source.get("license") or "",
+    }
+    meta: Dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "description": description,
+        "license": license,
+        "author": "en_biomed_spancat project",
+        "url": "https://huggingface.co/" + used if not Path(used).exists() else "",
+        "sources": [dataset, {k: v for k, v in transformer_entry.items() if v}],
+        "base_model": {
+            "requested": transformer_source["requested"],
+            "used": used,
+            "stand_in": stand_in,
+            "note": transformer_source.get("note", ""),
+        },
+    }
+    if corpus_report is not None:
+        meta["training_data"] = {
+            k: corpus_report[k] for k in ("counts", "spans_per_label", "splits") if k in corpus_report
+        }
+    return meta
+
+
+def wheel_path(output_dir: Path, lang: str, name: str, version: str) -> Path:
+    """Where `spacy package --build wheel` puts the wheel, with its real name."""
+    full = f"{lang}_{name}"
+    return Path(output_dir) / f"{full}-{version}" / "dist" / f"{full}-{version}-py3-none-any.whl"
+
+
+def _drop_requirement(package_dir: Path, dist_name: str) -> None:
+    """Remove `dist_name` from every meta.json's requirements in the package.
+
+    spaCy adds the distribution that registered a function to the wheel's
+    requirements; our registered code is bundled by --code instead, and the
+    project's own package is not on PyPI, so a user could not install it.
+    """
+    for meta_file in package_dir.rglob("meta.json"):
+        meta = json.loads(meta_file.read_text(encoding="utf8"))
+        reqs = meta.get("requirements", [])
+        meta["requirements"] = [r for r in reqs if not r.startswith(dist_name)]
+        meta_file.write_text(json.dumps(meta, indent=2), encoding="utf8")
+
+
+def package_pipeline(model_dir: Path, output_dir: Path, meta: Dict[str, Any]) -> Path:
+    """Package `model_dir` with the shipped modules bundled; return the wheel path.
+
+    Runs `spacy package --code ... --build none`, strips the project's own
+    distribution from the requirements, then builds the wheel without build
+    isolation (no download of build tools, so it works offline).
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lang = json.loads((Path(model_dir) / "meta.json").read_text(encoding="utf8")).get("lang", "en")
+    with tempfile.TemporaryDirectory() as tmp:
+        meta_path = Path(tmp) / "meta.json"
+        meta_path.write_text(json.dumps(meta, indent=2), encoding="utf8")
+        cmd = [
+            sys.executable, "-m", "spacy", "package", str(model_dir), str(output_dir),
+            "--meta-path", str(meta_path),
+            "--code", ",".join(str(p) for p in shipped_code_paths()),
+            "--build", "none", "--force",
+        ]
+        subprocess.run(cmd, check=True)
+    wheel = wheel_path(output_dir, lang, meta["name"], meta["version"])
+    package_dir = wheel.parent.parent
+    _drop_requirement(package_dir, OWN_DISTRIBUTION)
+    subprocess.run(
+        [sys.executable, "-m", "build", ".", "--wheel", "--no-isolation"], cwd=package_dir, check=True
+    )
+    if not wheel.exists():
+        raise FileNotFoundError(f"the wheel build finished but {wheel} is missing")
+    return wheel
