@@ -1,0 +1,145 @@
+"""The whole route through weasel on CPU with a tiny BERT, then the wheel in a fresh venv.
+
+`weasel run all` runs on a copy of the project with small overrides (a tiny
+local BERT as the transformer, a few training steps, a cut of the sample);
+the wheel it builds is then installed into a brand-new venv holding only the
+wheel and what it declares, and loaded by name with HF_HUB_OFFLINE=1 from a
+folder that is not the project.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import srsly
+from spacy.tokens import DocBin
+from thinc.api import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+WHEEL = "packages/en_biomed_spancat-0.1.0/dist/en_biomed_spancat-0.1.0-py3-none-any.whl"
+
+
+def cut_jsonl(src: Path, dest: Path, n: int) -> None:
+    lines = src.read_text(encoding="utf8").splitlines()[:n]
+    dest.write_text("\n".join(lines) + "\n", encoding="utf8")
+
+
+@pytest.fixture(scope="module")
+def project_run(tmp_path_factory, tiny_bert):
+    """Run `weasel run all` once on a copy of the project; return its folder."""
+    from weasel.cli.run import project_run
+
+    root = tmp_path_factory.mktemp("project")
+    for name in ("project.yml",):
+        shutil.copy(ROOT / name, root / name)
+    for folder in ("configs", "scripts"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    sample = root / "assets" / "craft_sample"
+    sample.mkdir(parents=True)
+    cut_jsonl(ROOT / "assets/craft_sample/train.jsonl", sample / "train.jsonl", 40)
+    cut_jsonl(ROOT / "assets/craft_sample/dev.jsonl", sample / "dev.jsonl", 12)
+    overrides = {
+        "vars.transformer": str(tiny_bert),
+        "vars.max_steps": 6,
+        "vars.eval_frequency": 3,
+    }
+    cwd = os.getcwd()
+    try:
+        os.chdir(root)
+        project_run(root, "all", overrides=overrides, capture=False)
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.mark.slow
+def test_all_writes_every_declared_output(project_run):
+    root = project_run
+    project = srsly.read_yaml(root / "project.yml")
+    workflow = project["workflows"]["all"]
+    commands = {c["name"]: c for c in project["commands"]}
+    variables = {f"${{vars.{k}}}": str(v) for k, v in project["vars"].items()}
+    for name in workflow:
+        for out in commands[name].get("outputs", []) + commands[name].get("outputs_no_cache", []):
+            for key, value in variables.items():
+                out = out.replace(key, value)
+            assert (root / out).exists(), f"{name} did not write {out}"
+
+
+@pytest.mark.slow
+def test_convert_kept_the_overlaps(project_run):
+    docs = list(DocBin().from_disk(project_run / "corpus/train.spacy").get_docs(__import__("spacy").blank("en").vocab))
+    assert len(docs) > 0
+    spans = [s for d in docs for s in d.spans["sc"]]
+    overlapping = [
+        (a, b) for d in docs for i, a in enumerate(d.spans["sc"]) for b in list(d.spans["sc"])[i + 1 :]
+        if a.start < b.end and b.start < a.end
+    ]
+    assert spans and overlapping, "the sample's overlapping spans did not survive convert"
+
+
+@pytest.mark.slow
+def test_training_config_carries_the_fitted_suggester(project_run):
+    config = Config().from_disk(project_run / "training/config.cfg")
+    assert config["components"]["spancat"]["suggester"]["@misc"] == "biomed.span_suggester.v1"
+    assert config["components"]["transformer"]["model"]["@architectures"] == "biomed.BiomedBERT.v1"
+    # ... and it travels inside the packaged pipeline
+    packaged = Config().from_disk(
+        project_run / "packages/en_biomed_spancat-0.1.0/en_biomed_spancat/en_biomed_spancat-0.1.0/config.cfg"
+    )
+    assert packaged["components"]["spancat"]["suggester"] == config["components"]["spancat"]["suggester"]
+
+
+@pytest.mark.slow
+def test_metrics_and_meta_tell_the_truth(project_run):
+    metrics = json.loads((project_run / "metrics/dev.json").read_text())
+    for key in ("spans_sc_p", "spans_sc_r", "spans_sc_f"):
+        assert 0.0 <= metrics[key] <= 1.0
+    meta = json.loads(
+        (project_run / "packages/en_biomed_spancat-0.1.0/en_biomed_spancat/meta.json").read_text()
+    )
+    # a local tiny BERT was requested: meta records it, and no stand-in was used
+    assert meta["base_model"]["stand_in"] is False
+    assert not any(r.startswith("biomed-spancat-components") for r in meta["requirements"])
+    assert (project_run / "hub/en_biomed_spancat/README.md").exists()
+
+
+@pytest.mark.slow
+def test_wheel_installs_and_loads_in_a_fresh_venv(project_run, tmp_path):
+    """The shipped artifact alone: a new venv with torch, then the wheel and what it declares."""
+    wheel = project_run / WHEEL
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = str(venv / "bin" / "python")
+    pip = [py, "-m", "pip", "install", "--quiet"]
+    subprocess.run(pip + ["--upgrade", "pip"], check=True)
+    subprocess.run(pip + ["torch==2.13.0"], check=True)
+    subprocess.run(pip + [str(wheel)], check=True)
+    script = (
+        "import spacy, json\n"
+        "nlp = spacy.load('en_biomed_spancat')\n"
+        "text = 'Mutations in the Brca1 gene cause breast cancer in mouse embryos.'\n"
+        "doc = nlp(text)\n"
+        "spans = doc.spans['sc']\n"
+        # threshold 0: every candidate is kept, so overlapping spans must come back unflattened
+        "nlp.get_pipe('spancat').cfg['threshold'] = 0.0\n"
+        "doc0 = nlp(text)\n"
+        "s0 = doc0.spans['sc']\n"
+        "over = sum(1 for a in s0 for b in s0 if a is not b and a.start < b.end and b.start < a.end and (a.start, a.end) != (b.start, b.end))\n"
+        "import biomed_spancat\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    env["HF_HUB_OFFLINE"] = "1"
+    # the project's own package must not be importable: the wheel carries its code
+    result = subprocess.run(
+        [py, "-c", script.replace("import biomed_spancat\n", "") + "print(json.dumps({'n': len(spans), 'over': over, 'scores': len(s0.attrs.get('scores', []))}))"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["over"] > 0 and out["scores"] > 0
+    probe = subprocess.run([py, "-c", "import biomed_spancat"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert probe.returncode != 0, "the fresh venv must not have the project's package"
