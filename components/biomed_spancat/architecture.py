@@ -4,7 +4,7 @@ Shipped inside the packaged pipeline (`spacy package --code`), so this module
 imports nothing from the project: only spaCy, thinc and spacy-transformers.
 """
 from functools import partial
-from typing import Any, Callable, Dict, Iterable, List
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from spacy.tokens import Doc, Span
 from spacy.util import registry
@@ -63,7 +63,7 @@ def create_biomed_bert(
     do_lower_case: bool = True,
     max_wordpieces: int = 512,
     mixed_precision: bool = False,
-    grad_scaler_config: Dict[str, Any] = {},
+    grad_scaler_config: Optional[Dict[str, Any]] = None,
 ) -> Model[List[Doc], FullTransformerBatch]:
     """A BiomedBERT encoder for spancat: spacy-transformers' TransformerModel.v3
     with the settings BiomedBERT needs filled in.
@@ -94,5 +94,6 @@ def create_biomed_bert(
         tokenizer_config,
         {"output_attentions": False, "output_hidden_states": False},
         mixed_precision=mixed_precision,
-        grad_scaler_config=grad_scaler_config,
+        # a fresh dict: spacy-transformers writes into it, and a shared default would leak
+        grad_scaler_config=dict(grad_scaler_config or {}),
     )

@@ -1,0 +1,60 @@
+"""Train the pipeline like `spacy train`, with the GPU made explicit: preflight
+first, configs/gpu.cfg merged in when --gpu-id >= 0, dotted overrides passed
+through (`--training.max_steps 100`). The registered code (biomed.*) comes
+from the installed package's entry points, so no --code is needed."""
+import sys
+from pathlib import Path
+
+import typer
+from spacy.cli._util import parse_config_overrides, show_validation_error
+from spacy.training.initialize import init_nlp
+from spacy.training.loop import train as train_nlp
+from wasabi import msg
+
+from biomed_spancat.gpu import (
+    GpuConfigError,
+    GpuUnavailable,
+    check_config_for_device,
+    load_training_config,
+    preflight,
+)
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def main(
+    ctx: typer.Context,
+    config_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training config"),
+    output_dir: Path = typer.Argument(..., help="Where model-best and model-last go"),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="-1 for the CPU, else the CUDA device"),
+    gpu_config: Path = typer.Option(
+        Path("configs/gpu.cfg"), "--gpu-config", help="Merged over the config when --gpu-id >= 0"
+    ),
+):
+    """Train; extra `--section.key value` arguments override the config."""
+    overrides = parse_config_overrides(ctx.args)
+    try:
+        with show_validation_error(config_path):
+            config = load_training_config(config_path, gpu_id, gpu_config, overrides)
+        allocator = config.get("system", {}).get("gpu_allocator") or "pytorch"
+        # Before any work: a GPU that cannot be used stops the run here.
+        preflight(gpu_id, allocator)
+        notes = check_config_for_device(config, gpu_id)
+    except (GpuUnavailable, GpuConfigError) as err:
+        msg.fail(str(err), exits=1)
+    for note in notes:
+        msg.warn(note)
+    if gpu_id >= 0:
+        msg.info(f"Merged {gpu_config} over {config_path}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    msg.divider("Initializing pipeline")
+    with show_validation_error(config_path, hint_fill=False):
+        nlp = init_nlp(config, use_gpu=gpu_id)
+    msg.good("Initialized pipeline")
+    msg.divider("Training pipeline")
+    train_nlp(nlp, output_dir, use_gpu=gpu_id, stdout=sys.stdout, stderr=sys.stderr)
+
+
+if __name__ == "__main__":
+    app()
