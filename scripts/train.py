@@ -2,7 +2,9 @@
 first, configs/gpu.cfg merged in when --gpu-id >= 0, dotted overrides passed
 through (`--training.max_steps 100`). The registered code (biomed.*) comes
 from the installed package's entry points, so no --code is needed."""
+import json
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -11,6 +13,7 @@ from spacy.training.initialize import init_nlp
 from spacy.training.loop import train as train_nlp
 from wasabi import msg
 
+from biomed_spancat.packaging import training_record
 from biomed_spancat.gpu import (
     GpuConfigError,
     GpuUnavailable,
@@ -53,7 +56,11 @@ def main(
         nlp = init_nlp(config, use_gpu=gpu_id)
     msg.good("Initialized pipeline")
     msg.divider("Training pipeline")
+    start = time.perf_counter()
     train_nlp(nlp, output_dir, use_gpu=gpu_id, stdout=sys.stdout, stderr=sys.stderr)
+    # What the model card reports under "how it was built"
+    record = training_record(time.perf_counter() - start, config, gpu_id, sys.argv)
+    (output_dir / "training.json").write_text(json.dumps(record, indent=2), encoding="utf8")
 
 
 if __name__ == "__main__":

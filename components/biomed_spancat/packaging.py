@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-__all__ = ["SHIPPED_MODULES", "build_meta", "package_pipeline", "wheel_path"]
+__all__ = ["SHIPPED_MODULES", "build_meta", "package_pipeline", "training_record", "wheel_path"]
 
 HERE = Path(__file__).resolve().parent
 # Registered code a loaded pipeline needs; each file stands alone.
@@ -28,6 +28,48 @@ CRAFT_SOURCE = {
 }
 
 
+def describe_hardware(gpu_id: int = -1) -> str:
+    """'CPU, 2 cores, 24 GiB' or the GPU's name: where a figure was measured."""
+    import os
+
+    if gpu_id >= 0:
+        try:
+            import torch
+
+            return f"GPU {gpu_id}: {torch.cuda.get_device_name(gpu_id)}"
+        except Exception:  # the preflight already vouched for the GPU
+            return f"GPU {gpu_id}"
+    mem = ""
+    try:
+        with open("/proc/meminfo", encoding="utf8") as f:
+            kib = int(f.readline().split()[1])
+        mem = f", {kib / 2**20:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"CPU, {os.cpu_count()} cores{mem}"
+
+
+def training_record(seconds: float, config: Dict[str, Any], gpu_id: int, argv: List[str]) -> Dict[str, Any]:
+    """How the pipeline was trained, for meta.json and the model card (no data, no secrets)."""
+    import platform
+    from importlib.metadata import version
+
+    versions = {}
+    for dist in ("spacy", "spacy-transformers", "transformers", "torch", "thinc"):
+        try:
+            versions[dist] = version(dist)
+        except Exception:
+            pass
+    return {
+        "seconds": round(seconds, 1),
+        "max_steps": config["training"].get("max_steps"),
+        "hardware": describe_hardware(gpu_id),
+        "python": platform.python_version(),
+        "versions": versions,
+        "commands": ["python -m scripts.train " + " ".join(argv[1:])],
+    }
+
+
 def shipped_code_paths() -> List[Path]:
     """The shipped module files that exist (the reducer is optional)."""
     return [HERE / name for name in SHIPPED_MODULES if (HERE / name).exists()]
@@ -39,6 +81,7 @@ def build_meta(
     transformer_source: Dict[str, Any],
     corpus_report: Optional[Dict[str, Any]] = None,
     license: str = "cc-by-3.0",
+    training: Optional[Dict[str, Any]] = None,
     dataset: Dict[str, str] = CRAFT_SOURCE,
 ) -> Dict[str, Any]:
     """The meta.json overrides for the package.
@@ -48,6 +91,7 @@ def build_meta(
     transformer_source (dict): fetch-transformer's source.json.
     corpus_report (dict): convert's report.json (counts only, never text).
     license (str): The pipeline's licence identifier.
+    training (dict): scripts.train's training.json (time, hardware, versions).
     dataset (dict): The training data source, for attribution.
     RETURNS (dict): Keys spaCy knows plus `base_model` and `training_data`.
     """
@@ -82,6 +126,8 @@ def build_meta(
             "note": transformer_source.get("note", ""),
         },
     }
+    if training is not None:
+        meta["training"] = training
     if corpus_report is not None:
         meta["training_data"] = {
             k: corpus_report[k] for k in ("counts", "spans_per_label", "splits") if k in corpus_report
