@@ -1,0 +1,359 @@
+"""The `convert` step: Prodigy sources in, DocBins and a report out.
+
+    sources -> Task stream -> classify answer -> validate + align -> group
+    (duplicates dropped) -> merge -> split by document -> DocBins (atomic)
+
+Every task read ends up in exactly one bucket of the ledger (kept,
+rejected by reason, merged, duplicate); the balance is checked before
+anything is renamed into place.
+"""
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+
+from spacy.vocab import Vocab
+
+from .merge import MERGE_POLICIES, Grouper
+from .readers import DatasetInfo, ReadOptions, get_reader, iter_sources, redact_url
+from .split import split_documents
+from .stats import SpanStats
+from .tasks import IngestError, Ledger, Task
+from .validate import ALIGN_POLICIES, Annotation, Rejection, ValidateOptions, classify_answer, validate_task
+from .writer import SpansDocBin, build_doc, fast_msgpack, open_temp, write_files
+
+__all__ = ["ConvertOptions", "convert", "resolve_sources", "BINARY_NOTE"]
+
+BINARY_NOTE = (
+    "Binary answers (ner.teach and similar: one suggested span accepted or rejected) say nothing "
+    "about the rest of the text, so they are not training data for spancat, which treats every "
+    "unmarked span as negative. They can still be used: run them through `spans.correct`/`ner.correct` "
+    "to complete them, train spaCy's `ner` with the rejected spans under `incorrect_spans_key`, or "
+    "keep them as partial evidence with --keep-binary (written to binary.spacy: accepted spans under "
+    "the spans key, rejected ones under '<spans_key>_rejected')."
+)
+
+Progress = Callable[[Iterator[Task]], Iterator[Task]]
+
+
+@dataclass
+class ConvertOptions:
+    """Everything `convert` needs besides its sources and output folder.
+
+    datasets (List[str]): Datasets to read from database/folder sources; an
+        `eval:` prefix marks an eval dataset (as in Prodigy's train recipe).
+        Empty reads every non-session dataset.
+    eval (List[str]): Eval sources (paths/URLs) or dataset names; empty means split.
+    eval_split (float): Share of training tasks split off as dev when `eval` is empty.
+    test (List[str]): Test sources or dataset names.
+    test_split (float): Share split off as test when `test` is empty.
+    spans_key (str): The `doc.spans` key.
+    merge (str): Merge policy (majority|latest|review).
+    align (str): Alignment policy (strict|expand|contract).
+    seed (int): Split seed.
+    labels (Optional[Set[str]]): Label set; None accepts any.
+    rename (Dict[str, str]): Label renames.
+    unknown_labels (str): "reject" the task or "drop" the span.
+    include_sessions (bool): Also read per-session datasets.
+    keep_binary (bool): Write binary answers to binary.spacy.
+    fmt (Optional[str]): Force a reader format.
+    read (ReadOptions): Reader options (database timeout, batch size).
+    """
+
+    datasets: List[str] = field(default_factory=list)
+    eval: List[str] = field(default_factory=list)
+    eval_split: float = 0.2
+    test: List[str] = field(default_factory=list)
+    test_split: float = 0.0
+    spans_key: str = "sc"
+    merge: str = "majority"
+    align: str = "strict"
+    seed: int = 0
+    labels: Optional[Set[str]] = None
+    rename: Dict[str, str] = field(default_factory=dict)
+    unknown_labels: str = "reject"
+    include_sessions: bool = False
+    keep_binary: bool = False
+    fmt: Optional[str] = None
+    read: ReadOptions = field(default_factory=ReadOptions)
+
+
+def _looks_like_source(item: str) -> bool:
+    return (
+        bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", item))
+        or Path(item).exists()
+        or "/" in item
+        or (item.endswith((".jsonl", ".gz", ".db", ".sqlite", ".json", ".ndjson")))
+    )
+
+
+def _split_list(value: Sequence[str]) -> List[str]:
+    out: List[str] = []
+    for item in value:
+        out.extend(x.strip() for x in item.split(",") if x.strip())
+    return out
+
+
+def resolve_sources(
+    sources: Sequence[str], options: ConvertOptions
+) -> Tuple[List[Tuple[str, Optional[List[str]], str]], Dict[str, Any]]:
+    """Decide which source and which datasets feed train, dev and test.
+
+    sources (Sequence[str]): The main sources (paths or URLs).
+    options (ConvertOptions): Dataset, eval and test selection.
+    RETURNS (Tuple[list, dict]): (source, datasets or None, role) triples and
+        a description of what was selected (for the report; passwords redacted).
+    RAISES (IngestError): Unknown dataset names, missing sources.
+    """
+    role_datasets: Dict[str, List[str]] = {"train": [], "dev": [], "test": []}
+    for name in _split_list(options.datasets):
+        prefix, _, rest = name.partition(":")
+        if rest and prefix in ("eval", "dev"):
+            role_datasets["dev"].append(rest)
+        elif rest and prefix == "test":
+            role_datasets["test"].append(rest)
+        else:
+            role_datasets["train"].append(name)
+    role_sources: Dict[str, List[str]] = {"dev": [], "test": []}
+    for role, items in (("dev", options.eval), ("test", options.test)):
+        for item in _split_list(items):
+            (role_sources[role] if _looks_like_source(item) else role_datasets[role]).append(item)
+
+    plan: List[Tuple[str, Optional[List[str]], str]] = []
+    described: List[Dict[str, Any]] = []
+    found: Set[str] = set()
+    available: Dict[str, List[str]] = {}
+    held_out = set(role_datasets["dev"]) | set(role_datasets["test"])
+    for source in sources:
+        reader = get_reader(source, options.fmt)
+        shown = redact_url(source)
+        if reader.list_datasets is None:
+            plan.append((source, None, "train"))
+            described.append({"source": shown, "format": reader.name, "role": "train"})
+            continue
+        infos: List[DatasetInfo] = reader.list_datasets(source, options.read)
+        names = [d.name for d in infos]
+        available[shown] = names
+        sessions = [d.name for d in infos if d.session]
+        for role in ("train", "dev", "test"):
+            wanted = role_datasets[role]
+            if wanted:
+                chosen = [n for n in wanted if n in names]
+            elif role == "train":
+                chosen = [
+                    d.name for d in infos if d.name not in held_out and (options.include_sessions or not d.session)
+                ]
+            else:
+                chosen = []
+            found.update(chosen)
+            if chosen:
+                plan.append((source, chosen, role))
+                described.append({"source": shown, "format": reader.name, "role": role, "datasets": chosen})
+        skipped = [n for n in sessions if not options.include_sessions and n not in found]
+        if skipped:
+            described.append({"source": shown, "skipped_session_datasets": skipped})
+    missing = [n for role in role_datasets.values() for n in role if n not in found]
+    if missing:
+        if available:
+            where = "; ".join(f"{src}: {', '.join(names) or '(none)'}" for src, names in available.items())
+            raise IngestError(f"unknown dataset {', '.join(repr(m) for m in missing)} (available in {where})")
+        raise IngestError(
+            f"dataset names {', '.join(repr(m) for m in missing)} given, but no source holds datasets "
+            "(a database or a folder of db-out files); give eval data as a path instead"
+        )
+    for role in ("dev", "test"):
+        for source in role_sources[role]:
+            reader = get_reader(source, options.fmt)
+            datasets = None
+            if reader.list_datasets is not None and not options.include_sessions:
+                datasets = [d.name for d in reader.list_datasets(source, options.read) if not d.session]
+            plan.append((source, datasets, role))
+            entry: Dict[str, Any] = {"source": redact_url(source), "format": reader.name, "role": role}
+            if datasets is not None:
+                entry["datasets"] = datasets
+            described.append(entry)
+    return plan, {"sources": described}
+
+
+def _check_options(options: ConvertOptions) -> None:
+    if options.merge not in MERGE_POLICIES:
+        raise IngestError(f"unknown merge policy '{options.merge}' (choose from {', '.join(MERGE_POLICIES)})")
+    if options.align not in ALIGN_POLICIES:
+        raise IngestError(f"unknown alignment policy '{options.align}' (choose from {', '.join(ALIGN_POLICIES)})")
+    if options.unknown_labels not in ("reject", "drop"):
+        raise IngestError(f"--unknown-labels must be 'reject' or 'drop', not '{options.unknown_labels}'")
+    for name, value in (("eval split", options.eval_split), ("test split", options.test_split)):
+        if not 0.0 <= value < 1.0:
+            raise IngestError(f"the {name} must be in [0, 1), got {value}")
+
+
+def _read(
+    plan: List[Tuple[str, Optional[List[str]], str]],
+    options: ConvertOptions,
+    ledger: Ledger,
+    progress: Optional[Progress],
+) -> Tuple[Grouper, List[Annotation]]:
+    """Read, classify and validate every task; group the complete ones."""
+    validate_options = ValidateOptions(
+        align=options.align, labels=options.labels, rename=options.rename, unknown_labels=options.unknown_labels
+    )
+    grouper = Grouper(ledger)
+    binary: List[Annotation] = []
+    stream: Iterator[Task] = iter_sources(plan, options.read, options.fmt)
+    if progress is not None:
+        stream = progress(stream)
+    for task in stream:
+        ledger.count_read(task)
+        try:
+            if task.data is not None:
+                excluded = classify_answer(task.data)
+                if excluded is not None:
+                    reason, detail = excluded
+                    if reason == "binary_answer":
+                        ledger.binary[str(task.data.get("answer"))] += 1
+                        if options.keep_binary:
+                            binary.append(validate_task(task, validate_options, ledger))
+                    ledger.reject(task, reason, detail)
+                    continue
+            grouper.add(validate_task(task, validate_options, ledger))
+        except Rejection as rejection:
+            ledger.reject(task, rejection.reason, rejection.detail)
+    return grouper, binary
+
+
+def _sum_stats(parts: Iterable[SpanStats]) -> SpanStats:
+    total = SpanStats()
+    for part in parts:
+        for attr in ("spans", "overlapping", "nested", "crossing", "same_extent", "same_label", "lengths"):
+            getattr(total, attr).update(getattr(part, attr))
+        for label, counts in part.lengths_by_label.items():
+            total.lengths_by_label[label].update(counts)
+        total.docs += part.docs
+        total.tokens += part.tokens
+    return total
+
+
+def convert(
+    sources: Sequence[str],
+    output_dir: Path,
+    options: ConvertOptions,
+    progress: Optional[Progress] = None,
+) -> Dict[str, Any]:
+    """Convert Prodigy sources into train/dev(/test) DocBins, a report and a
+    rejections file in `output_dir`.
+
+    sources (Sequence[str]): JSONL files (gzip too), folders, a SQLite path or
+        a postgresql:// URL (or any registered format).
+    output_dir (Path): Where train.spacy, dev.spacy (test.spacy), report.json
+        and rejections.jsonl are written, each atomically.
+    options (ConvertOptions): Selection, policies and output settings.
+    progress (Optional[Progress]): Wraps the task stream (e.g. tqdm) to show counts.
+    RETURNS (Dict[str, Any]): The report (also written to report.json).
+    RAISES (IngestError): A fatal problem, with the source and the reason;
+        nothing is renamed into place then.
+    """
+    _check_options(options)
+    t0 = time.perf_counter()
+    output_dir = Path(output_dir)
+    plan, selection = resolve_sources(sources, options)
+    rejections_path = output_dir / "rejections.jsonl"
+    rejections = open_temp(rejections_path)
+    ledger = Ledger(rejections_file=rejections)
+    try:
+        with fast_msgpack():
+            grouper, binary = _read(plan, options, ledger, progress)
+            t_read = time.perf_counter()
+            # split the training documents; dev/test sources go where they were asked
+            has_dev, has_test = bool(grouper.doc_sizes("dev")), bool(grouper.doc_sizes("test"))
+            asked_dev = bool(options.eval) or any(
+                d.startswith(("eval:", "dev:")) for d in _split_list(options.datasets)
+            )
+            asked_test = bool(options.test) or any(d.startswith("test:") for d in _split_list(options.datasets))
+            fractions: Dict[str, float] = {}
+            if not asked_test and not has_test and options.test_split > 0:
+                fractions["test"] = options.test_split
+            if not asked_dev and not has_dev and options.eval_split > 0:
+                fractions["dev"] = options.eval_split
+            doc_sizes = grouper.doc_sizes("train")
+            assignment = split_documents(dict(doc_sizes), fractions, options.seed) if fractions else {}
+            vocab = Vocab()
+            bins: Dict[str, SpansDocBin] = {}
+            stats: Dict[str, SpanStats] = {}
+            documents: Dict[str, Set[str]] = {}
+            wanted = ["train", "dev"] + (["test"] if asked_test or has_test or "test" in fractions else [])
+            for split in wanted:
+                bins[split] = SpansDocBin()
+                stats[split] = SpanStats()
+                documents[split] = set()
+            # groups are merged and released one at a time: only the docs being written stay
+            for annotation in grouper.merged(options.merge):
+                ledger.kept += 1
+                split = assignment.get(annotation.doc_key, "train") if annotation.role == "train" else annotation.role
+                words = annotation.words
+                bins[split].add_words(build_doc(vocab, annotation, options.spans_key, words=words), words)
+                stats[split].add(annotation.n_tokens, annotation.spans)
+                documents[split].add(annotation.doc_key)
+                ledger.kept_by_split[split] += 1
+            ledger.check_balance()
+            for split in wanted:
+                if not stats[split].docs:
+                    ledger.warn(f"{split}.spacy is empty: no tasks were kept for {split}")
+            for other in wanted[1:]:
+                shared = documents["train"] & documents[other]
+                if shared:
+                    ledger.warn(
+                        f"{len(shared)} document(s) appear in both train and {other} "
+                        f"(e.g. {sorted(shared)[0]}): check the eval source for leakage"
+                    )
+            if binary:
+                binary_bin = SpansDocBin()
+                for annotation in binary:
+                    key = options.spans_key if annotation.answer == "accept" else f"{options.spans_key}_rejected"
+                    words = annotation.words
+                    binary_bin.add_words(build_doc(vocab, annotation, options.spans_key, key, words), words)
+                bins["binary"] = binary_bin
+
+            report: Dict[str, Any] = {
+                "settings": {
+                    "spans_key": options.spans_key,
+                    "merge": options.merge,
+                    "align": options.align,
+                    "seed": options.seed,
+                    "eval_split": options.eval_split if "dev" in fractions else None,
+                    "test_split": options.test_split if "test" in fractions else None,
+                    "labels": sorted(options.labels) if options.labels is not None else None,
+                    "rename": options.rename,
+                    "unknown_labels": options.unknown_labels,
+                    "include_sessions": options.include_sessions,
+                    "keep_binary": options.keep_binary,
+                },
+                **selection,
+                **ledger.to_dict(),
+                "binary_note": BINARY_NOTE if ledger.binary else None,
+                "splits": {split: {"documents": len(documents[split]), **stats[split].to_dict()} for split in wanted},
+                "spans": _sum_stats(stats.values()).to_dict(),
+                "outputs": {},
+                "seconds": {"read": round(t_read - t0, 2)},
+            }
+            # serialize everything first, then rename it all into place
+            files: Dict[Path, bytes] = {}
+            for split, docbin in bins.items():
+                files[output_dir / f"{split}.spacy"] = docbin.to_bytes()
+                report["outputs"][split] = str(output_dir / f"{split}.spacy")
+            bins.clear()
+        rejections.close()
+        report["outputs"]["rejections"] = str(rejections_path)
+        report["outputs"]["report"] = str(output_dir / "report.json")
+        report["seconds"]["total"] = round(time.perf_counter() - t0, 2)
+        files[output_dir / "report.json"] = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf8")
+        write_files(files, extra={Path(rejections.name): rejections_path})
+        return report
+    finally:
+        if not rejections.closed:
+            rejections.close()
+        if os.path.exists(rejections.name):
+            os.unlink(rejections.name)
