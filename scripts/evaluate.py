@@ -1,0 +1,63 @@
+"""Evaluate a spancat pipeline (a directory or an installed package such as
+en_biomed_spancat) on a .spacy file: strict spans P/R/F overall and per label,
+overlap breakdown, error kinds, suggester recall, recall by length, score
+distributions; metrics as JSON and, with --report, the HTML report."""
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from biomed_spancat.evaluation import evaluate_pipeline, load_model, read_docs, use_device, write_json
+from biomed_spancat.report import write_report
+
+
+def _pct(x: Optional[float]) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def main(
+    model: str = typer.Argument(..., help="Pipeline directory or installed package name (en_biomed_spancat)"),
+    data: Path = typer.Argument(..., exists=True, dir_okay=False, help="Gold .spacy file"),
+    output: Path = typer.Option(..., "--output", help="Metrics JSON to write"),
+    report: Optional[Path] = typer.Option(None, "--report", help="HTML report to write"),
+    spans_key: str = typer.Option("sc", "--spans-key", help="Span group to evaluate"),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="-1 for the CPU, else the CUDA device"),
+    batch_size: int = typer.Option(32, "--batch-size", help="Docs per batch"),
+    n_docs: int = typer.Option(5, "--n-docs", help="Docs with most errors shown in the report"),
+    training_info: Optional[Path] = typer.Option(
+        None,
+        "--training-info",
+        exists=True,
+        dir_okay=False,
+        help="JSON with training facts (e.g. training_seconds) copied into the metrics",
+    ),
+):
+    try:
+        device = use_device(gpu_id)
+        nlp = load_model(model)
+        gold = read_docs(data, nlp.vocab)
+        result, preds = evaluate_pipeline(
+            nlp, gold, spans_key, model=model, data=str(data), batch_size=batch_size
+        )
+    except (ValueError, RuntimeError) as err:
+        msg.fail(f"evaluate: {err}", exits=1)
+    if training_info is not None:
+        result.metrics["training"] = json.loads(training_info.read_text(encoding="utf8"))
+    write_json(result.metrics, output)
+    m = result.metrics
+    msg.good(
+        f"{model} on {data} ({device}): spans P {_pct(m['spans']['p'])} R {_pct(m['spans']['r'])} "
+        f"F {_pct(m['spans']['f'])}; overlapping F {_pct(m['groups']['overlapping']['f'])}, "
+        f"isolated F {_pct(m['groups']['isolated']['f'])}; suggester recall "
+        f"{_pct((m['suggester'] or {}).get('recall'))} -> {output}"
+    )
+    if report is not None:
+        write_report(report, result, gold, preds, title=f"Span evaluation: {model} on {data}", n_docs=n_docs)
+        msg.good(f"Report -> {report}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

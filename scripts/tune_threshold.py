@@ -1,0 +1,57 @@
+"""Pick the spancat threshold that maximises spans F on dev (like `spacy
+find-threshold`, but the model runs once), record it as JSON and save a copy
+of the pipeline that uses it."""
+
+from pathlib import Path
+
+import typer
+from wasabi import msg
+
+from biomed_spancat.evaluation import load_model, read_docs, use_device, write_json
+from biomed_spancat.threshold import candidate_thresholds, tune_threshold
+
+
+def main(
+    model: str = typer.Argument(..., help="Pipeline directory or installed package name"),
+    data: Path = typer.Argument(..., exists=True, dir_okay=False, help="Dev .spacy file"),
+    output_dir: Path = typer.Argument(..., help="Where to save the tuned pipeline"),
+    spans_key: str = typer.Option("sc", "--spans-key", help="Span group to evaluate"),
+    gpu_id: int = typer.Option(-1, "--gpu-id", help="-1 for the CPU, else the CUDA device"),
+    output: Path = typer.Option(
+        Path("metrics/threshold.json"), "--output", help="Record of the tuning (JSON)"
+    ),
+    beg: float = typer.Option(0.05, "--beg", help="Lowest threshold tried"),
+    end: float = typer.Option(0.95, "--end", help="Highest threshold tried"),
+    n_trials: int = typer.Option(19, "--n-trials", help="Number of thresholds tried"),
+    batch_size: int = typer.Option(32, "--batch-size", help="Docs per batch"),
+):
+    try:
+        use_device(gpu_id)
+        thresholds = candidate_thresholds(beg, end, n_trials)
+        nlp = load_model(model)
+        gold = read_docs(data, nlp.vocab)
+        record = tune_threshold(
+            nlp,
+            gold,
+            output_dir,
+            spans_key,
+            thresholds=thresholds,
+            model=model,
+            data=str(data),
+            batch_size=batch_size,
+        )
+    except (ValueError, RuntimeError) as err:
+        msg.fail(f"tune-threshold: {err}", exits=1)
+    write_json(record, output)
+    best, default = record["best"], record["default"]
+    f = lambda x: "—" if x is None else f"{100 * x:.1f}"  # noqa: E731
+    msg.good(
+        f"Threshold {record['threshold']:g}: spans F {f(best['f'])} "
+        f"(P {f(best['p'])} R {f(best['r'])}); at the pipeline's {record['default_threshold']}: "
+        f"F {f(default['f'])}"
+    )
+    msg.good(f"Tuned pipeline -> {output_dir}; record -> {output}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
