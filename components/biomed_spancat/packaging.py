@@ -17,7 +17,7 @@ __all__ = ["SHIPPED_MODULES", "build_meta", "package_pipeline", "training_record
 
 HERE = Path(__file__).resolve().parent
 # Registered code a loaded pipeline needs; each file stands alone.
-SHIPPED_MODULES = ["architecture.py", "suggester.py", "reducer.py"]
+SHIPPED_MODULES = ["architecture.py", "suggester.py"]
 OWN_DISTRIBUTION = "biomed-spancat-components"
 
 CRAFT_SOURCE = {
@@ -71,8 +71,8 @@ def training_record(seconds: float, config: Dict[str, Any], gpu_id: int, argv: L
 
 
 def shipped_code_paths() -> List[Path]:
-    """The shipped module files that exist (the reducer is optional)."""
-    return [HERE / name for name in SHIPPED_MODULES if (HERE / name).exists()]
+    """The shipped module files."""
+    return [HERE / name for name in SHIPPED_MODULES]
 
 
 def build_meta(
