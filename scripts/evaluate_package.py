@@ -8,6 +8,7 @@ that folder first on the path, from outside the project folder.
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import typer
@@ -35,8 +36,10 @@ def main(
     cmd = [sys.executable, "-m", "scripts.evaluate", package, str(data.resolve()),
            "--output", str(output.resolve()), "--spans-key", spans_key, "--gpu-id", str(gpu_id)]
     msg.info(f"Evaluating the installed package {package} from {install_dir}")
-    # Run from the install folder so nothing under the project's training/ is picked up.
-    subprocess.run(cmd, check=True, cwd=install_dir, env=env)
+    # Run from an empty folder: no project folder (training/, a package-named
+    # directory) can stand in for the installed package.
+    with tempfile.TemporaryDirectory() as cwd:
+        subprocess.run(cmd, check=True, cwd=cwd, env=env)
 
 
 if __name__ == "__main__":

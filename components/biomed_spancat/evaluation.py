@@ -87,11 +87,6 @@ def prf(tp: int, fp: int, fn: int) -> PRF:
     return {"tp": tp, "fp": fp, "fn": fn, "gold": tp + fn, "pred": tp + fp, "p": p, "r": r, "f": f}
 
 
-def _touch(a: Tuple[int, int], b: Tuple[int, int]) -> bool:
-    """Whether two token ranges [start, end) share at least one token."""
-    return a[0] < b[1] and b[0] < a[1]
-
-
 def length_bucket(start: int, end: int) -> str:
     """The LENGTH_BUCKETS name of a span of end - start tokens."""
     n = end - start
@@ -110,16 +105,21 @@ def overlap_groups(spans: Iterable[SpanKey]) -> Dict[SpanKey, Set[str]]:
     spans (Iterable[SpanKey]): Distinct (start, end, label) triples of one doc.
     RETURNS (Dict[SpanKey, Set[str]]): The groups of each span.
     """
-    spans = list(spans)
-    out: Dict[SpanKey, Set[str]] = {}
-    for s in spans:
-        groups: Set[str] = set()
-        for o in spans:
-            if o == s or not _touch(s[:2], o[:2]):
-                continue
-            groups.add("overlapping")
-            groups.add("same_label" if o[2] == s[2] else "cross_label")
-        out[s] = groups or {"isolated"}
+    # A sweep over spans sorted by start: each span meets only the spans that
+    # start before it ends, so thousands of low-threshold predictions per doc
+    # stay cheap (the pairwise loop was quadratic).
+    ordered = sorted(set(spans))
+    out: Dict[SpanKey, Set[str]] = {s: set() for s in ordered}
+    for i, s in enumerate(ordered):
+        for o in ordered[i + 1 :]:
+            if o[0] >= s[1]:
+                break
+            kind = "same_label" if o[2] == s[2] else "cross_label"
+            out[s].update(("overlapping", kind))
+            out[o].update(("overlapping", kind))
+    for s, groups in out.items():
+        if not groups:
+            groups.add("isolated")
     return out
 
 
@@ -182,12 +182,12 @@ def doc_spans(doc: Doc, spans_key: str, with_scores: bool = False) -> Dict[SpanK
     return out
 
 
-def _classify_fp(span: SpanKey, gold: Set[SpanKey]) -> str:
+def _classify_fp(span: SpanKey, gold: Iterable[SpanKey]) -> str:
     """The kind of a false positive, checked in this order: `label` (a gold
     span has its exact extent), `boundary` (a gold span of its label shares a
     token), `boundary_and_label` (a gold span of another label shares a token),
     `spurious` (no gold span shares a token)."""
-    touching = [g for g in gold if _touch(span[:2], g[:2])]
+    touching = [g for g in gold if g[0] < span[1] and span[0] < g[1]]
     if any(g[:2] == span[:2] for g in touching):
         return "label"
     if any(g[2] == span[2] for g in touching):
@@ -262,6 +262,16 @@ def score_docs(
         pred = set(pred_scores)
         gold_groups = overlap_groups(gold)
         pred_groups = overlap_groups(pred)
+        # Per-token indexes, so "which gold spans does this prediction touch"
+        # and "does any prediction touch this gold span" cost the span's length.
+        gold_at: List[List[SpanKey]] = [[] for _ in range(len(gold_doc))]
+        for g in gold:
+            for t in range(g[0], g[1]):
+                gold_at[t].append(g)
+        pred_covers = [False] * len(gold_doc)
+        for p_span in pred:
+            for t in range(p_span[0], p_span[1]):
+                pred_covers[t] = True
         result = DocResult(index=i)
         for label in {s[2] for s in gold | pred}:
             per_label.setdefault(label, {"tp": 0, "fp": 0, "fn": 0})
@@ -277,9 +287,9 @@ def score_docs(
                     tp_scores.append(score)
             else:
                 kind = "fp"
-                result.fp[span] = _classify_fp(span, gold)
+                touched = list({g for t in range(span[0], span[1]) for g in gold_at[t]})
+                result.fp[span] = _classify_fp(span, touched)
                 errors[result.fp[span]] += 1
-                touched = [g for g in gold if _touch(span[:2], g[:2])]
                 span_groups = (
                     set().union(*(gold_groups[g] for g in touched)) if touched else pred_groups[span]
                 )
@@ -294,7 +304,7 @@ def score_docs(
             for g in span_groups:
                 groups[g][kind] += 1
         for span in sorted(gold - pred):
-            touched_by_pred = any(_touch(span[:2], p[:2]) for p in pred)
+            touched_by_pred = any(pred_covers[span[0] : span[1]])
             result.fn[span] = "touched" if touched_by_pred else "missed"
             if not touched_by_pred:
                 errors["missed"] += 1
