@@ -1,0 +1,405 @@
+"""Uptraining: a small, fast CPU model (spancat over a CNN tok2vec) trained on
+gold data plus the silver data the transformer pipeline pre-annotated, and
+the comparison that says whether it was worth it.
+
+    held-out export -> split by document -> unlabelled.jsonl (text only) + test.spacy
+    unlabelled.jsonl -> preannotate (transformer) -> silver.spacy
+    train.spacy + silver.spacy -> gold_silver.spacy -> CPU model
+    compare: transformer vs CPU (gold only) vs CPU (gold + silver): spans F
+             on the same dev and test data, CPU words/sec, and the target
+             (half the F gap closed at ten times the transformer's speed)
+
+The unlabelled text must be held out of everything the models are trained or
+scored on: its silver labels come from the transformer, so text it was
+trained on would hand back memorised gold labels, and text in dev or test
+would leak into the evaluation. `split_heldout` therefore cuts a held-out
+export by document into the unlabelled half (annotations and tokens
+removed: CRAFT's tokens are split at annotation boundaries, so they would
+leak the annotation) and the test half (kept, converted for scoring).
+
+Project tooling: a packaged pipeline never imports this module.
+"""
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+
+from .assist import AssistError, input_hash, use_device
+
+__all__ = [
+    "UPTRAIN_SCHEMA",
+    "GAP_TARGET",
+    "SPEED_TARGET",
+    "split_heldout",
+    "merge_corpora",
+    "measure_pipeline",
+    "compare_uptrain",
+    "format_markdown",
+    "write_json",
+]
+
+UPTRAIN_SCHEMA = "biomed.uptrain.v1"
+# The issue's target: the uptrained CPU model closes at least half of the F gap
+# between the gold-only CPU model and the transformer, at >= 10x its CPU speed.
+GAP_TARGET = 0.5
+SPEED_TARGET = 10.0
+DOC_ID_KEYS = ("doc_id", "document_id", "doc_key", "doc")
+PathLike = Union[str, Path]
+
+
+def _doc_key(data: Dict[str, Any]) -> str:
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    for key in DOC_ID_KEYS:
+        if meta.get(key) not in (None, ""):
+            return f"doc:{meta[key]}"
+    text = data.get("text")
+    return f"input:{data.get('_input_hash', input_hash(text) if isinstance(text, str) else '')}"
+
+
+def _read_tasks(source: str, fmt: Optional[str]) -> Any:
+    from .assist import _ingest
+
+    ConvertOptions, IngestError, resolve_sources, iter_sources = _ingest()
+    try:
+        plan, _ = resolve_sources([source], ConvertOptions(fmt=fmt))
+        yield from iter_sources(plan, ConvertOptions().read, fmt)
+    except IngestError as err:
+        raise AssistError(str(err)) from err
+
+
+def split_heldout(
+    source: str,
+    output_dir: PathLike,
+    share: float = 0.5,
+    seed: int = 0,
+    spans_key: str = "sc",
+    fmt: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Cut a held-out annotated export by document into unlabelled text and test data.
+
+    Documents (meta `doc_id`, else the single task) are assigned with the
+    ingestion's seeded document split, so paragraphs of one article never
+    straddle the halves. Reads the source twice and holds only the
+    per-document task counts.
+
+    source (str): A held-out export (e.g. CRAFT's test split), any format `convert` reads.
+    output_dir (PathLike): Gets unlabelled.jsonl (text + meta only), test.spacy
+        (the other documents, converted like `convert` does) and heldout.json.
+    share (float): Share of tasks (whole documents) that become unlabelled text.
+    seed (int): Seed of the document split.
+    spans_key (str): The span key of test.spacy.
+    fmt (Optional[str]): Force a reader format.
+    RETURNS (Dict[str, Any]): The report (also written to heldout.json).
+    RAISES (AssistError): Fewer than two documents, a share outside (0, 1), an unreadable source.
+    """
+    from .ingest.convert import ConvertOptions, convert
+    from .ingest.split import split_documents
+    from .ingest.tasks import IngestError
+
+    if not 0.0 < share < 1.0:
+        raise AssistError(f"the unlabelled share must be in (0, 1), got {share}")
+    output_dir = Path(output_dir)
+    sizes: Dict[str, int] = {}
+    unreadable = 0
+    for task in _read_tasks(source, fmt):
+        if task.data is None:
+            unreadable += 1
+            continue
+        key = _doc_key(task.data)
+        sizes[key] = sizes.get(key, 0) + 1
+    if len(sizes) < 2:
+        raise AssistError(
+            f"{source}: {len(sizes)} document(s); splitting into unlabelled text and test data needs at least 2 "
+            "(documents are told apart by meta.doc_id)"
+        )
+    assignment = split_documents(sizes, {"unlabelled": share}, seed)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    counts = {"unlabelled": 0, "test": 0}
+    docs = {"unlabelled": 0, "test": 0}
+    for key in sizes:
+        docs["unlabelled" if assignment.get(key) == "unlabelled" else "test"] += 1
+    unlabelled_path = output_dir / "unlabelled.jsonl"
+    with tempfile.TemporaryDirectory(prefix=".heldout-", dir=output_dir) as tmp:
+        test_jsonl = Path(tmp) / "test.jsonl"
+        tmp_unlabelled = Path(tmp) / "unlabelled.jsonl"
+        with tmp_unlabelled.open("w", encoding="utf8") as unl, test_jsonl.open("w", encoding="utf8") as tst:
+            for task in _read_tasks(source, fmt):
+                if task.data is None:
+                    continue
+                if assignment.get(_doc_key(task.data)) == "unlabelled":
+                    # Only the text and where it came from: no spans, answer or tokens.
+                    record = {"text": task.data.get("text"), "meta": task.data.get("meta") or {}}
+                    unl.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    counts["unlabelled"] += 1
+                else:
+                    tst.write(json.dumps(task.data, ensure_ascii=False) + "\n")
+                    counts["test"] += 1
+        try:
+            converted = convert([str(test_jsonl)], Path(tmp) / "test", ConvertOptions(eval_split=0.0, spans_key=spans_key))
+        except IngestError as err:
+            raise AssistError(f"{source}: converting the test half failed: {err}") from err
+        os.replace(Path(tmp) / "test" / "train.spacy", output_dir / "test.spacy")
+        os.replace(tmp_unlabelled, unlabelled_path)
+    report = {
+        "source": source,
+        "share": share,
+        "seed": seed,
+        "documents": docs,
+        "tasks": counts,
+        "unreadable": unreadable,
+        "test_convert": {
+            "read": converted.get("read"),
+            "kept": converted.get("kept"),
+            "rejected": converted.get("rejected"),
+            "rejected_by_reason": converted.get("rejected_by_reason"),
+        },
+        "outputs": {
+            "unlabelled": str(unlabelled_path),
+            "test": str(output_dir / "test.spacy"),
+            "report": str(output_dir / "heldout.json"),
+        },
+    }
+    write_json(report, output_dir / "heldout.json")
+    return report
+
+
+def merge_corpora(inputs: Sequence[PathLike], output: PathLike) -> Dict[str, int]:
+    """Concatenate DocBins (gold, then silver) into one training file.
+
+    inputs (Sequence[PathLike]): .spacy files, in order.
+    output (PathLike): The merged .spacy file (written atomically).
+    RETURNS (Dict[str, int]): Docs per input file, and the total.
+    RAISES (AssistError): A missing or unreadable input.
+    """
+    merged = DocBin(attrs=["ORTH", "SPACY"], store_user_data=True)
+    counts: Dict[str, int] = {}
+    vocab = spacy.blank("en").vocab
+    for path in map(Path, inputs):
+        if not path.is_file():
+            raise AssistError(f"{path}: no such file")
+        try:
+            docbin = DocBin().from_disk(path)
+        except Exception as err:
+            raise AssistError(f"{path}: not a readable .spacy DocBin ({err})") from err
+        n = 0
+        for doc in docbin.get_docs(vocab):
+            merged.add(doc)
+            n += 1
+        counts[str(path)] = n
+    counts["total"] = sum(counts.values())
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
+    tmp.write_bytes(merged.to_bytes())
+    os.replace(tmp, output)
+    return counts
+
+
+def _load(model: str) -> Language:
+    path = Path(model)
+    if path.exists():
+        if not (path / "config.cfg").is_file():
+            raise AssistError(f"{path}: not a spaCy pipeline directory (no config.cfg)")
+        return spacy.load(path)
+    if spacy.util.is_package(model):
+        return spacy.load(model)
+    raise AssistError(f"{model}: neither a pipeline directory nor an installed pipeline package")
+
+
+def measure_pipeline(
+    nlp: Language, data: Dict[str, List[Doc]], spans_key: str = "sc", batch_size: int = 64, warmup: int = 8
+) -> Dict[str, Any]:
+    """Spans P/R/F on each evaluation set and the CPU words/sec over all of them.
+
+    The pipeline predicts on the gold docs' own tokens (so a span is wrong
+    only because the model got it wrong); the timed pass is the pass that is
+    scored, after `warmup` docs have been run once (first-call set-up costs
+    are not the model's speed).
+
+    nlp (Language): The pipeline, on the CPU.
+    data (Dict[str, List[Doc]]): Evaluation set name ("dev", "test") -> gold docs.
+    spans_key (str): The span group.
+    batch_size (int): Docs per `nlp.pipe` batch (the same for every model).
+    warmup (int): Docs run once before timing.
+    RETURNS (Dict[str, Any]): {"scores": {set: {p, r, f, gold_spans, pred_spans}},
+        "speed": {words, seconds, words_per_second}}.
+    """
+    from .evaluation import make_pred_doc, score_docs
+
+    all_docs = [d for docs in data.values() for d in docs]
+    if warmup and all_docs:
+        list(nlp.pipe([make_pred_doc(nlp.vocab, d) for d in all_docs[:warmup]], batch_size=batch_size))
+    scores: Dict[str, Any] = {}
+    words = 0
+    seconds = 0.0
+    for name, gold in data.items():
+        inputs = [make_pred_doc(nlp.vocab, d) for d in gold]
+        start = time.perf_counter()
+        preds = list(nlp.pipe(inputs, batch_size=batch_size))
+        seconds += time.perf_counter() - start
+        words += sum(len(d) for d in gold)
+        metrics = score_docs(zip(gold, preds), spans_key).metrics
+        scores[name] = {**metrics["spans"], **{k: metrics["counts"][k] for k in ("gold_spans", "pred_spans")}}
+    return {
+        "scores": scores,
+        "speed": {
+            "words": words,
+            "seconds": round(seconds, 4),
+            "words_per_second": round(words / seconds, 1) if seconds > 0 else None,
+        },
+    }
+
+
+def _threads() -> Dict[str, Any]:
+    info: Dict[str, Any] = {"cpu_count": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:  # pragma: no cover - torch comes with spacy-transformers
+        pass
+    return info
+
+
+def compare_uptrain(
+    models: Sequence[Tuple[str, str, str]],
+    eval_sets: Dict[str, PathLike],
+    spans_key: str = "sc",
+    batch_size: int = 64,
+    preannotate_report: Optional[PathLike] = None,
+) -> Dict[str, Any]:
+    """Compare the transformer pipeline, the CPU model on gold only and the
+    uptrained CPU model: spans F on the same data, CPU words/sec, and the target.
+
+    models (Sequence[Tuple[str, str, str]]): (role, label, model) with roles
+        "transformer", "cpu_gold", "cpu_uptrained"; model is a directory or package.
+    eval_sets (Dict[str, PathLike]): Set name -> gold .spacy file (e.g. dev, test).
+    spans_key (str): The span group.
+    batch_size (int): Docs per batch, for every model.
+    preannotate_report (Optional[PathLike]): The preannotate report, to record
+        how much silver data the uptrained model saw.
+    RETURNS (Dict[str, Any]): Per-model scores and speed, the gap closed per
+        set, the speed ratio and whether the target is met.
+    """
+    from .evaluation import read_docs
+
+    roles = [role for role, _, _ in models]
+    for needed in ("transformer", "cpu_gold", "cpu_uptrained"):
+        if needed not in roles:
+            raise AssistError(f"compare needs a '{needed}' model (got {roles})")
+    if not eval_sets:
+        raise AssistError("compare needs at least one evaluation set (dev)")
+    use_device(-1)
+    results: Dict[str, Any] = {}
+    for role, label, model in models:
+        nlp = _load(model)
+        data = {}
+        for name, path in eval_sets.items():
+            try:
+                data[name] = read_docs(Path(path), nlp.vocab)
+            except ValueError as err:
+                raise AssistError(str(err)) from err
+        measured = measure_pipeline(nlp, data, spans_key, batch_size)
+        results[role] = {"label": label, "model": str(model), "pipeline": list(nlp.pipe_names), **measured}
+        del nlp
+    gap: Dict[str, Any] = {}
+    for name in eval_sets:
+        f_trf = results["transformer"]["scores"][name]["f"] or 0.0
+        f_gold = results["cpu_gold"]["scores"][name]["f"] or 0.0
+        f_up = results["cpu_uptrained"]["scores"][name]["f"] or 0.0
+        span = f_trf - f_gold
+        gap[name] = {
+            "transformer_minus_gold": round(span, 6),
+            "uptrained_minus_gold": round(f_up - f_gold, 6),
+            "closed": round((f_up - f_gold) / span, 6) if span > 0 else None,
+        }
+    wps_trf = results["transformer"]["speed"]["words_per_second"]
+    wps_up = results["cpu_uptrained"]["speed"]["words_per_second"]
+    speed_ratio = round(wps_up / wps_trf, 2) if wps_trf and wps_up else None
+    gap_met = all(g["closed"] is not None and g["closed"] >= GAP_TARGET for g in gap.values())
+    speed_met = speed_ratio is not None and speed_ratio >= SPEED_TARGET
+    silver = None
+    if preannotate_report is not None and Path(preannotate_report).is_file():
+        pre = json.loads(Path(preannotate_report).read_text(encoding="utf8"))
+        silver = {"routes": pre.get("routes"), "settings": pre.get("settings"), "spans": pre.get("spans")}
+    return {
+        "schema": UPTRAIN_SCHEMA,
+        "models": results,
+        "eval_sets": {name: str(path) for name, path in eval_sets.items()},
+        "gap": gap,
+        "speed_ratio": speed_ratio,
+        "target": {
+            "gap_closed_at_least": GAP_TARGET,
+            "speed_ratio_at_least": SPEED_TARGET,
+            "gap_met": gap_met,
+            "speed_met": speed_met,
+            "met": gap_met and speed_met,
+            "note": None
+            if all(g["closed"] is not None for g in gap.values())
+            else "the transformer is not better than the gold-only CPU model on some set: no gap to close",
+        },
+        "silver": silver,
+        "settings": {"spans_key": spans_key, "batch_size": batch_size, "device": "cpu", **_threads()},
+    }
+
+
+def _pct(x: Optional[float]) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def format_markdown(result: Dict[str, Any]) -> str:
+    """The comparison as a markdown table plus the target line (for the README).
+
+    result (Dict[str, Any]): What `compare_uptrain` returned.
+    RETURNS (str): Markdown.
+    """
+    sets = list(result["eval_sets"])
+    header = ["model"] + [f"{name} spans F" for name in sets] + ["CPU words/sec"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    for role in ("transformer", "cpu_gold", "cpu_uptrained"):
+        m = result["models"][role]
+        wps = m["speed"]["words_per_second"]
+        cells = [f"{m['label']} (`{m['model']}`)"] + [_pct(m["scores"][s]["f"]) for s in sets]
+        cells.append("—" if wps is None else f"{wps:,.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    gap = ", ".join(
+        f"{name} {_pct(g['closed'])}%" if g["closed"] is not None else f"{name} — (no gap)"
+        for name, g in result["gap"].items()
+    )
+    target = result["target"]
+    ratio = result["speed_ratio"]
+    lines.append("")
+    lines.append(
+        f"F gap closed by the uptrained CPU model: {gap} (target ≥ {100 * target['gap_closed_at_least']:.0f}%); "
+        f"its CPU speed is {'—' if ratio is None else f'{ratio:.1f}'}× the transformer pipeline's "
+        f"(target ≥ {target['speed_ratio_at_least']:.0f}×). Target met: **{'yes' if target['met'] else 'no'}**."
+    )
+    silver = result.get("silver")
+    if silver and silver.get("routes"):
+        routes = silver["routes"]
+        lines.append(
+            f"Silver data: {routes.get('silver', 0)} tasks pre-annotated with no uncertain span "
+            f"(high {silver['settings'].get('high')}, low {silver['settings'].get('low')}); "
+            f"{routes.get('review', 0) + routes.get('over_budget', 0)} went to review instead."
+        )
+    s = result["settings"]
+    lines.append(
+        f"Measured on the CPU ({s.get('cpu_count')} cores, torch threads {s.get('torch_threads', '—')}), "
+        f"batch size {s['batch_size']}, on the gold tokens of each set."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_json(data: Any, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,35 @@
+"""Cut a held-out annotated export (e.g. CRAFT's test split) by document into
+unlabelled text for pre-annotation (text and meta only: spans, answers and
+tokens removed) and test data (converted to test.spacy) for the uptraining
+comparison."""
+from pathlib import Path
+from typing import Optional
+
+import typer
+from wasabi import msg
+
+from biomed_spancat.assist import AssistError
+from biomed_spancat.uptrain import split_heldout
+
+
+def main(
+    source: str = typer.Argument(..., help="Held-out export (JSONL, .jsonl.gz, prodigy.db, ...), never used in training"),
+    output_dir: Path = typer.Argument(..., help="Gets unlabelled.jsonl, test.spacy and heldout.json"),
+    share: float = typer.Option(0.5, "--share", help="Share of tasks (whole documents) that become unlabelled text"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the document split"),
+    spans_key: str = typer.Option("sc", "--spans-key", help="Key in doc.spans of test.spacy"),
+    format: Optional[str] = typer.Option(None, "--format", help="Force a reader format"),
+):
+    try:
+        report = split_heldout(source, output_dir, share=share, seed=seed, spans_key=spans_key, fmt=format)
+    except AssistError as err:
+        msg.fail("split-heldout failed", str(err), exits=1)
+    docs, tasks = report["documents"], report["tasks"]
+    msg.good(
+        f"{source}: {docs['unlabelled']} documents ({tasks['unlabelled']} texts) -> {report['outputs']['unlabelled']}; "
+        f"{docs['test']} documents ({tasks['test']} tasks, {report['test_convert']['kept']} kept) -> {report['outputs']['test']}"
+    )
+
+
+if __name__ == "__main__":
+    typer.run(main)
