@@ -495,7 +495,8 @@ def test_weasel_gpu_id_0_trains_with_the_gpu_config(system, monkeypatch, tmp_pat
     assert config["system"]["gpu_allocator"] == "pytorch"
     assert config["components"]["transformer"]["model"]["mixed_precision"] is True
     assert config["training"]["accumulate_gradient"] == 3
-    assert config["training"]["max_steps"] == 1200  # the project's vars still win
+    # the project's vars still win over gpu.cfg
+    assert config["training"]["max_steps"] == project["vars"]["max_steps"]
     assert system["activated"] == (0, "pytorch")
 
 
