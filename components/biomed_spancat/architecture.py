@@ -78,7 +78,9 @@ def create_biomed_bert(
     stride (int): Tokens between window starts (window - stride tokens overlap).
     do_lower_case (bool): Lower-case before wordpiece tokenization (uncased models).
     max_wordpieces (int): The model's position limit, given to the tokenizer; keep
-        `window` well under it (128 tokens of PubMed text are ~200 wordpieces).
+        `window` well under it (128 tokens of PubMed text are ~200 wordpieces). A
+        rare window past it (long sequences, formulas) is cut by spacy-transformers'
+        `truncate_oversize_splits`, which drops wordpieces, not tokens.
     mixed_precision (bool): Half-precision ops where safe (GPU training).
     grad_scaler_config (dict): Gradient scaling under mixed precision.
     RETURNS (Model[List[Doc], FullTransformerBatch]): The transformer model.
