@@ -1,0 +1,264 @@
+"""The benchmark harness (issue 14): `--quick` end to end on tiny data and a
+tiny BERT; the JSON schema, the Markdown tables, target checks and bad input.
+No timed assertions: only that figures exist, are positive and are consistent."""
+import json
+import subprocess
+import sys
+
+import pytest
+import spacy
+from spacy.tokens import DocBin, Span
+
+from biomed_spancat.bench import (
+    NOT_MEASURED_GPU,
+    check_targets,
+    init_untrained,
+    read_spans_f,
+    render_markdown,
+    run_child,
+    stock_spancat_config,
+    config_on_backbone,
+)
+from conftest import CRAFT, TINY_TEXTS
+
+# (token start, token end, label) per TINY_TEXTS entry, overlaps included
+SPANS = [
+    [(0, 1, "PR"), (2, 3, "PR"), (9, 11, "UBERON"), (9, 10, "NCBITaxon")],
+    [(3, 4, "PR"), (3, 5, "SO"), (6, 8, "MONDO")],
+    [(1, 2, "PR"), (3, 4, "CHEBI"), (7, 10, "CL")],
+    [(2, 3, "PR"), (8, 11, "UBERON")],
+    [(0, 3, "CL"), (6, 8, "UBERON")],
+]
+
+
+def _docs(nlp):
+    docs = []
+    for text, spans in zip(TINY_TEXTS * 3, SPANS * 3):
+        doc = nlp(text)
+        doc.spans["sc"] = [Span(doc, s, e, label=lab) for s, e, lab in spans]
+        docs.append(doc)
+    return docs
+
+
+@pytest.fixture(scope="module")
+def bench_inputs(tmp_path_factory, tiny_bert, project_root):
+    """Tiny train/dev DocBins and an untrained pipeline of our config on the tiny BERT."""
+    root = tmp_path_factory.mktemp("bench_inputs")
+    nlp = spacy.blank("en")
+    docs = _docs(nlp)
+    DocBin(docs=docs).to_disk(root / "train.spacy")
+    DocBin(docs=docs[:5]).to_disk(root / "dev.spacy")
+    config = project_root / "configs" / "spancat.cfg"
+    pipe = init_untrained(config_on_backbone(config, tiny_bert), docs)
+    pipe.to_disk(root / "pipeline")
+    metrics = root / "dev_metrics.json"
+    metrics.write_text(json.dumps({"spans": {"p": 0.5, "r": 0.25, "f": 1 / 3}}), encoding="utf8")
+    return {"root": root, "config": config, "pipeline": root / "pipeline", "metrics": metrics}
+
+
+@pytest.fixture(scope="module")
+def quick_run(bench_inputs, tiny_bert, project_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_out")
+    craft = CRAFT if (CRAFT / "make_prodigy_db.py").exists() else out / "no_craft"
+    cmd = [
+        sys.executable, "-m", "scripts.bench", str(out / "bench"), "--quick",
+        "--pipeline", str(bench_inputs["pipeline"]),
+        "--dev", str(bench_inputs["root"] / "dev.spacy"),
+        "--train", str(bench_inputs["root"] / "train.spacy"),
+        "--config", str(bench_inputs["config"]),
+        "--backbone", str(tiny_bert),
+        "--craft-dir", str(craft),
+        "--metrics", f"ours-dev={bench_inputs['metrics']}",
+        "--markdown", str(out / "BENCHMARKS.md"),
+        "--train-steps", "2",
+    ]
+    proc = subprocess.run(cmd, cwd=project_root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((out / "bench" / "bench.json").read_text(encoding="utf8"))
+    return {"result": result, "markdown": (out / "BENCHMARKS.md").read_text(encoding="utf8"), "craft": craft}
+
+
+def test_quick_json_schema(quick_run):
+    r = quick_run["result"]
+    for key in ("command", "mode", "settings", "machine", "versions", "backbones", "suggester",
+                "inference", "training", "accuracy", "gpu", "missed_targets", "conversion", "targets"):
+        assert key in r, key
+    assert r["mode"] == "quick"
+    assert "--quick" in r["command"]
+    assert r["machine"]["cores"] >= 1 and "cores" in r["machine"]["hardware"]
+    assert r["versions"]["spacy"] == spacy.__version__
+    assert set(r["backbones"]) == {"standin", "base"}
+    assert r["settings"]["repeats"] >= 3
+
+
+def test_quick_inference_ratios(quick_run):
+    for size, inf in quick_run["result"]["inference"].items():
+        systems = inf["systems"]
+        assert set(systems) == {"ours", "stock_spancat", "hf_pipeline"}
+        for s in systems.values():
+            assert len(s["runs_seconds"]) == 3
+            assert s["words_per_s"] > 0 and s["docs_per_s"] > 0
+            assert s["words_per_s"] == pytest.approx(inf["words"] / s["seconds"])
+        assert inf["ratio_vs_hf"] == pytest.approx(systems["ours"]["words_per_s"] / systems["hf_pipeline"]["words_per_s"])
+        assert inf["ratio_vs_stock"] == pytest.approx(systems["ours"]["words_per_s"] / systems["stock_spancat"]["words_per_s"])
+        missed = inf["ratio_vs_hf"] < 2.0 or inf["ratio_vs_stock"] < 1.5
+        # A missed target carries a profile of our pass; a met one does not need it
+        assert bool(inf.get("profile_ours")) == missed
+        if missed:
+            assert all(p["own_s"] >= 0 and p["calls"] >= 1 for p in inf["profile_ours"])
+            assert f"`{inf['profile_ours'][0]['function']}`" in quick_run["markdown"]
+
+
+def test_quick_training(quick_run):
+    r = quick_run["result"]
+    k = r["suggester"]["ngram_K"]
+    assert r["suggester"]["ngram_recall"] >= r["suggester"]["recall"] - 1e-9
+    for size, tr in r["training"].items():
+        assert tr["stock"]["ngram_sizes"] == list(range(1, k + 1))
+        for name in ("ours", "stock"):
+            assert len(tr[name]["runs"]) == 3
+            assert tr[name]["words_per_s"] > 0
+            assert tr[name]["peak_rss_mb"] > 10
+            assert all(run["steps"] == 2 and run["words"] > 0 for run in tr[name]["runs"])
+        assert tr["ratio_peak_rss"] == pytest.approx(tr["ours"]["peak_rss_mb"] / tr["stock"]["peak_rss_mb"])
+
+
+def test_quick_conversion(quick_run):
+    conv = quick_run["result"]["conversion"]
+    if not (quick_run["craft"] / "make_prodigy_db.py").exists():
+        assert "not found" in conv["skipped"]
+        return
+    assert set(conv) == {"jsonl", "prodigy.db"}
+    # The same 300 cut tasks, read from a file and from the database
+    assert conv["jsonl"]["tasks"] == conv["prodigy.db"]["tasks"] == 300
+    assert conv["jsonl"]["tokens"] == conv["prodigy.db"]["tokens"] > 0
+    for c in conv.values():
+        assert len(c["runs"]) == 3 and c["tasks_per_s"] > 0 and c["peak_rss_mb"] > 10
+        assert c["full_corpus"] is False
+        assert "scripts.convert" in c["command"]
+
+
+def test_quick_accuracy_and_gpu(quick_run):
+    r = quick_run["result"]
+    assert r["accuracy"]["ours-dev"]["f"] == pytest.approx(1 / 3)
+    assert r["gpu"] == NOT_MEASURED_GPU
+
+
+def test_quick_markdown_tables(quick_run):
+    md = quick_run["markdown"]
+    r = quick_run["result"]
+    assert md.startswith("# Benchmarks")
+    for heading in ("## Conversion", "## Inference (CPU)", "## Training speed (CPU)", "## Suggester", "## Accuracy", "## GPU", "## Targets"):
+        assert heading in md
+    assert r["versions"]["spacy-transformers"] != "not installed"
+    assert r["machine"]["hardware"] in md and r["versions"]["torch"] in md and "python -m scripts.bench" in md
+    assert NOT_MEASURED_GPU in md
+    # Every table row has as many cells as its header
+    lines = md.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|---") or line.startswith("|--"):
+            width = lines[i - 1].count("|")
+            j = i + 1
+            assert j < len(lines) and lines[j].startswith("|")
+            while j < len(lines) and lines[j].startswith("|"):
+                assert lines[j].count("|") == width, lines[j]
+                j += 1
+    assert md.count("| ours |") >= 2  # inference, for each backbone
+    assert "33.33" in md  # the given F, as given
+    for miss in r["missed_targets"]:
+        assert miss["shortfall"] in md
+
+
+def test_check_targets_shortfall():
+    result = {
+        "inference": {"standin": {"ratio_vs_hf": 1.0, "ratio_vs_stock": 2.0}},
+        "training": {"standin": {"ratio_words_per_s": 1.5, "ratio_peak_rss": 1.0, "stock": {"peak_rss_mb": 1000.0}}},
+        "conversion": {"jsonl": {"seconds": 12.5, "full_corpus": True}, "prodigy.db": {"seconds": 3.0, "full_corpus": True}},
+    }
+    missed = {(m["target"], m["where"]): m for m in check_targets(result)}
+    assert set(missed) == {
+        ("inference_vs_hf", "standin"),
+        ("training_memory_vs_stock", "standin"),
+        ("conversion_seconds", "jsonl"),
+    }
+    assert "50% short" in missed[("inference_vs_hf", "standin")]["shortfall"]
+    assert "200 MB too much" in missed[("training_memory_vs_stock", "standin")]["shortfall"]
+    assert "2.5 s over" in missed[("conversion_seconds", "jsonl")]["shortfall"]
+
+
+def test_render_markdown_without_sections():
+    result = {
+        "mode": "full", "settings": {"repeats": 3}, "command": "python -m scripts.bench out",
+        "machine": {"hardware": "CPU, 2 cores", "cpu": "x", "torch_threads": 2, "gpu": None},
+        "versions": {"spacy": "3"}, "started": "now", "conversion": {"skipped": "CRAFT exports not found at x"},
+        "accuracy": {}, "gpu": NOT_MEASURED_GPU, "missed_targets": [],
+    }
+    md = render_markdown(result)
+    assert "Not measured: CRAFT exports not found" in md
+    assert "no figure is made up" in md
+    assert "Every measured target met." in md
+
+
+def test_read_spans_f_formats(tmp_path):
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps({"spans_sc_p": 0.1, "spans_sc_r": 0.2, "spans_sc_f": 0.3}), encoding="utf8")
+    assert read_spans_f(a)["f"] == 0.3
+    b = tmp_path / "meta.json"
+    b.write_text(json.dumps({"performance": {"spans_sc_f": 0.4}}), encoding="utf8")
+    assert read_spans_f(b)["f"] == 0.4
+
+
+@pytest.mark.parametrize(
+    "content,reason",
+    [(None, "metrics file not found"), ("{not json", "not JSON"), ('{"ents_f": 0.5}', "no spans F found")],
+)
+def test_read_spans_f_bad_input(tmp_path, content, reason):
+    path = tmp_path / "m.json"
+    if content is not None:
+        path.write_text(content, encoding="utf8")
+    with pytest.raises(ValueError) as err:
+        read_spans_f(path)
+    assert str(path) in str(err.value) and reason in str(err.value)
+
+
+def test_cli_rejects_bad_metrics_and_skip(tmp_path, project_root, bench_inputs):
+    base = [sys.executable, "-m", "scripts.bench", str(tmp_path / "o"), "--quick",
+            "--dev", str(bench_inputs["root"] / "dev.spacy"), "--train", str(bench_inputs["root"] / "train.spacy"),
+            "--config", str(bench_inputs["config"])]
+
+    def run(*extra):
+        proc = subprocess.run(base + list(extra), cwd=project_root, capture_output=True, text=True)
+        return proc.returncode, " ".join(proc.stdout.split())  # wasabi wraps long messages
+
+    code, out = run("--metrics", "x=" + str(tmp_path / "missing.json"))
+    assert code == 1 and "--metrics x:" in out and "missing.json: metrics file not found" in out
+    code, out = run("--metrics", "nopath")
+    assert code == 1 and "NAME=PATH, got 'nopath'" in out
+    code, out = run("--skip", "everything")
+    assert code == 1 and "unknown section(s) everything" in out
+    assert not (tmp_path / "o" / "bench.json").exists()
+
+
+def test_run_child_peak_rss_is_per_child():
+    # This test process holds torch and models (hundreds of MB): a child forked from it
+    # must not report the parent's memory as its own peak
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"1" * len(ballast[::4096])
+    small = run_child([sys.executable, "-c", "pass"])
+    big = run_child([sys.executable, "-c", "x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096])"])
+    assert small["returncode"] == big["returncode"] == 0
+    # wait4 reports each child's own peak, not the largest child so far
+    assert big["peak_rss_mb"] > 300 > small["peak_rss_mb"]
+    del ballast
+    failed = run_child([sys.executable, "-c", "raise SystemExit(3)"])
+    assert failed["returncode"] == 3
+
+
+def test_stock_config_is_init_config_spancat(tiny_bert):
+    config = stock_spancat_config(tiny_bert, (1, 2))
+    model = config["components"]["transformer"]["model"]
+    assert model["@architectures"].startswith("spacy-transformers.TransformerModel")
+    assert model["name"] == str(tiny_bert)
+    assert model["get_spans"]["window"] == 128 and model["get_spans"]["stride"] == 96
+    assert config["components"]["spancat"]["suggester"] == {"@misc": "spacy.ngram_suggester.v1", "sizes": [1, 2]}
+    assert config["components"]["spancat"]["model"]["reducer"]["@layers"] == "spacy.mean_max_reducer.v1"
