@@ -240,17 +240,24 @@ def test_cli_rejects_bad_metrics_and_skip(tmp_path, project_root, bench_inputs):
 
 
 def test_run_child_peak_rss_is_per_child():
-    # This test process holds torch and models (hundreds of MB): a child forked from it
-    # must not report the parent's memory as its own peak
-    ballast = bytearray(400 * 2**20)
-    ballast[::4096] = b"1" * len(ballast[::4096])
-    small = run_child([sys.executable, "-c", "pass"])
-    big = run_child([sys.executable, "-c", "x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096])"])
+    # A parent holding hundreds of MB (torch, models): a child it starts must not report
+    # the parent's memory as its own peak. The parent is a fresh interpreter, so the
+    # figures do not depend on what earlier tests left in this pytest process.
+    probe = (
+        "import json, sys\n"
+        "from biomed_spancat.bench import run_child\n"
+        "ballast = bytearray(400 * 2**20)\n"
+        "ballast[::4096] = b'1' * len(ballast[::4096])\n"
+        "small = run_child([sys.executable, '-c', 'pass'])\n"
+        "big = run_child([sys.executable, '-c', \"x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096])\"])\n"
+        "failed = run_child([sys.executable, '-c', 'raise SystemExit(3)'])\n"
+        "print(json.dumps([small, big, failed]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    small, big, failed = json.loads(out.stdout.strip().splitlines()[-1])
     assert small["returncode"] == big["returncode"] == 0
     # wait4 reports each child's own peak, not the largest child so far
     assert big["peak_rss_mb"] > 300 > small["peak_rss_mb"]
-    del ballast
-    failed = run_child([sys.executable, "-c", "raise SystemExit(3)"])
     assert failed["returncode"] == 3
 
 
