@@ -61,7 +61,7 @@ def training_record(seconds: float, config: Dict[str, Any], gpu_id: int, argv: L
         except Exception:
             pass
     return {
-        "seconds": round(seconds, 1),
+        "training_seconds": round(seconds, 1),
         "max_steps": config["training"].get("max_steps"),
         "hardware": describe_hardware(gpu_id),
         "python": platform.python_version(),
