@@ -221,10 +221,12 @@ def test_read_spans_f_bad_input(tmp_path, content, reason):
     assert str(path) in str(err.value) and reason in str(err.value)
 
 
-def test_cli_rejects_bad_metrics_and_skip(tmp_path, project_root, bench_inputs):
+def test_cli_rejects_bad_metrics_and_skip(tmp_path, project_root, bench_inputs, tiny_bert):
+    # Every path option is given: on a fresh clone the defaults (assets/transformer,
+    # corpus/) do not exist, and typer would stop with a usage error (exit 2) first.
     base = [sys.executable, "-m", "scripts.bench", str(tmp_path / "o"), "--quick",
             "--dev", str(bench_inputs["root"] / "dev.spacy"), "--train", str(bench_inputs["root"] / "train.spacy"),
-            "--config", str(bench_inputs["config"])]
+            "--config", str(bench_inputs["config"]), "--backbone", str(tiny_bert)]
 
     def run(*extra):
         proc = subprocess.run(base + list(extra), cwd=project_root, capture_output=True, text=True)
