@@ -70,3 +70,91 @@ def test_uncased_tokenizer(tiny_bert):
     model.initialize([nlp("x")])
     tokenizer = model.tokenizer
     assert tokenizer.tokenize("BMP2") == tokenizer.tokenize("bmp2")
+
+
+# --------------------------------------------------------------------------- CPU precision
+
+
+def _trf_nlp(tiny_bert, precision):
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "transformer",
+        config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "cpu_precision": precision}},
+    )
+    nlp.initialize()
+    return nlp
+
+
+def test_cpu_precision_rejects_unknown_value():
+    from biomed_spancat.architecture import resolve_cpu_precision
+
+    with pytest.raises(ValueError, match="cpu_precision must be one of float32, bfloat16, auto, got 'fp8'"):
+        resolve_cpu_precision("fp8")
+
+
+@pytest.mark.parametrize("native,expected", [(True, "bfloat16"), (False, "float32")])
+def test_cpu_precision_auto_follows_the_hardware(monkeypatch, native, expected):
+    import torch
+
+    from biomed_spancat import architecture
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert architecture.resolve_cpu_precision("auto") == expected
+    assert architecture.resolve_cpu_precision("float32") == "float32"
+    assert architecture.resolve_cpu_precision("bfloat16") == "bfloat16"
+
+
+def test_bfloat16_prediction_is_float32_out_and_close_to_float32(tiny_bert):
+    """bfloat16 autocast changes the arithmetic, not the interface: every output tensor
+    is float32 (numpy has no bfloat16) and the vectors stay close to float32's."""
+    import numpy
+    import torch
+
+    text = "BMP2 regulates limb patterning in the mouse embryo ."
+    fp32 = _trf_nlp(tiny_bert, "float32")
+    bf16 = _trf_nlp(tiny_bert, "bfloat16")
+    bf16.get_pipe("transformer").model.from_bytes(fp32.get_pipe("transformer").model.to_bytes())
+    a, b = fp32(text)._.trf_data, bf16(text)._.trf_data
+    for value in b.model_output.values():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            assert value.dtype == torch.float32
+    x = numpy.asarray(a.model_output.last_hidden_state).ravel()
+    y = numpy.asarray(b.model_output.last_hidden_state).ravel()
+    assert float(x @ y / (numpy.linalg.norm(x) * numpy.linalg.norm(y))) > 0.99
+    assert not numpy.array_equal(x, y)  # the bfloat16 path really ran
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_bfloat16_training_updates_float32_weights(tiny_bert, precision):
+    """A training step under CPU autocast: gradients flow, the weights stay float32."""
+    import torch
+    from spacy.training import Example
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "transformer",
+        config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "cpu_precision": precision}},
+    )
+    listener = {"@architectures": "spacy-transformers.TransformerListener.v1", "grad_factor": 1.0,
+                "pooling": {"@layers": "reduce_mean.v1"}}
+    nlp.add_pipe("spancat", config={"spans_key": "sc", "model": {
+        "@architectures": "spacy.SpanCategorizer.v1",
+        "reducer": {"@layers": "spacy.mean_max_reducer.v1", "hidden_size": 16},
+        "scorer": {"@layers": "spacy.LinearLogistic.v1"},
+        "tok2vec": listener,
+    }})
+    doc = nlp.make_doc("BMP2 regulates limb patterning in the mouse embryo .")
+    ref = nlp.make_doc(doc.text)
+    ref.spans["sc"] = [ref.char_span(0, 4, label="PR"), ref.char_span(15, 19, label="UBERON")]
+    examples = [Example(doc, ref)]
+    optimizer = nlp.initialize(lambda: examples)
+    hf = nlp.get_pipe("transformer").model.transformer
+    before = {k: v.detach().clone() for k, v in hf.state_dict().items()}
+    losses = {}
+    for _ in range(2):  # one step left the weights unchanged with spacy-transformers 1.4; two move them
+        nlp.update(examples, sgd=optimizer, losses=losses)
+    after = hf.state_dict()
+    assert losses["spancat"] > 0 and losses["transformer"] > 0  # gradients reached the transformer
+    assert all(v.dtype == torch.float32 for v in after.values() if v.is_floating_point())
+    assert any(not torch.equal(before[k], after[k]) for k in before)

@@ -4,19 +4,22 @@ Shipped inside the packaged pipeline (`spacy package --code`), so this module
 imports nothing from the project: only spaCy, thinc and spacy-transformers.
 """
 from functools import partial
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+import torch
 from spacy.tokens import Doc, Span
 from spacy.util import registry
 from spacy_transformers.data_classes import FullTransformerBatch
 from spacy_transformers.layers import TransformerModel
 from thinc.api import Model
 
-__all__ = ["BIOMEDBERT", "create_biomed_bert", "get_strided_windows"]
+__all__ = ["BIOMEDBERT", "CPU_PRECISIONS", "create_biomed_bert", "get_strided_windows", "resolve_cpu_precision"]
 
 SpanGetter = Callable[[Iterable[Doc]], List[List[Span]]]
 
 BIOMEDBERT = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext"
+
+CPU_PRECISIONS = ("float32", "bfloat16", "auto")
 
 
 def get_strided_windows(docs: Iterable[Doc], window: int, stride: int) -> List[List[Span]]:
@@ -55,6 +58,57 @@ def configure_strided_windows(window: int, stride: int) -> SpanGetter:
     return partial(get_strided_windows, window=window, stride=stride)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matmuls in hardware (AVX512-BF16 or AMX).
+
+    Elsewhere torch emulates bfloat16, which is slower than float32.
+    """
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def resolve_cpu_precision(cpu_precision: str) -> str:
+    """Turn the `cpu_precision` setting into "float32" or "bfloat16" on this machine.
+
+    cpu_precision (str): "float32", "bfloat16", or "auto" (bfloat16 where the CPU
+        has native bfloat16, else float32).
+    RETURNS (str): The precision the CPU forward pass will use here.
+    """
+    if cpu_precision not in CPU_PRECISIONS:
+        raise ValueError(f"cpu_precision must be one of {', '.join(CPU_PRECISIONS)}, got {cpu_precision!r}")
+    if cpu_precision == "auto":
+        return "bfloat16" if cpu_has_native_bf16() else "float32"
+    return cpu_precision
+
+
+def _with_cpu_autocast(model: Model, dtype: torch.dtype) -> Model:
+    """Run the transformer's forward pass (training and prediction) under CPU autocast.
+
+    Matmuls then run in bfloat16 (2.5-3x faster on CPUs with native bfloat16) while
+    the weights, their gradients and the optimizer stay float32, and LayerNorm, so
+    the last hidden state, stays float32. Other outputs (the pooler) are cast back
+    to float32, since numpy (thinc's CPU ops) has no bfloat16. CUDA tensors are not
+    affected: on a GPU, `mixed_precision` is the setting that counts.
+    """
+    inner = model._func
+
+    def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransformerBatch, Callable]:
+        with torch.autocast("cpu", dtype=dtype):
+            output, backprop = inner(model, docs, is_train)
+        model_output = output.model_output
+        for key, value in list(model_output.items()):
+            # The backward pass starts from last_hidden_state itself, so in training it is
+            # left as it is (float32 for BERT-family models, which end in a LayerNorm).
+            if key == "last_hidden_state" and is_train:
+                continue
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
+                model_output[key] = value.float()
+        return output, backprop
+
+    model._func = forward
+    return model
+
+
 @registry.architectures("biomed.BiomedBERT.v1")
 def create_biomed_bert(
     name: str = BIOMEDBERT,
@@ -64,6 +118,7 @@ def create_biomed_bert(
     max_wordpieces: int = 512,
     mixed_precision: bool = False,
     grad_scaler_config: Optional[Dict[str, Any]] = None,
+    cpu_precision: str = "float32",
 ) -> Model[List[Doc], FullTransformerBatch]:
     """A BiomedBERT encoder for spancat: spacy-transformers' TransformerModel.v3
     with the settings BiomedBERT needs filled in.
@@ -83,6 +138,11 @@ def create_biomed_bert(
         `truncate_oversize_splits`, which drops wordpieces, not tokens.
     mixed_precision (bool): Half-precision ops where safe (GPU training).
     grad_scaler_config (dict): Gradient scaling under mixed precision.
+    cpu_precision (str): Precision of the forward pass on the CPU, in training and
+        prediction: "float32"; "bfloat16" (autocast: matmuls in bfloat16, weights and
+        gradients float32); or "auto", bfloat16 where the CPU has it in hardware
+        (AVX512-BF16, AMX), else float32. Override at load time with
+        `spacy.load(name, config={"components.transformer.model.cpu_precision": "float32"})`.
     RETURNS (Model[List[Doc], FullTransformerBatch]): The transformer model.
     """
     tokenizer_config = {
@@ -90,7 +150,8 @@ def create_biomed_bert(
         "do_lower_case": do_lower_case,
         "model_max_length": max_wordpieces,
     }
-    return TransformerModel(
+    precision = resolve_cpu_precision(cpu_precision)
+    model = TransformerModel(
         name,
         configure_strided_windows(window, stride),
         tokenizer_config,
@@ -99,3 +160,6 @@ def create_biomed_bert(
         # a fresh dict: spacy-transformers writes into it, and a shared default would leak
         grad_scaler_config=dict(grad_scaler_config or {}),
     )
+    if precision == "bfloat16":
+        model = _with_cpu_autocast(model, torch.bfloat16)
+    return model
