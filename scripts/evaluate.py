@@ -27,6 +27,9 @@ def main(
     gpu_id: int = typer.Option(-1, "--gpu-id", help="-1 for the CPU, else the CUDA device"),
     batch_size: int = typer.Option(32, "--batch-size", help="Docs per batch"),
     n_docs: int = typer.Option(5, "--n-docs", help="Docs with most errors shown in the report"),
+    cpu_precision: str = typer.Option(
+        "", "--cpu-precision", help="Override the transformer's cpu_precision (float32 | bfloat16 | auto); '' keeps the pipeline's"
+    ),
     training_info: Optional[Path] = typer.Option(
         None,
         "--training-info",
@@ -37,13 +40,16 @@ def main(
 ):
     try:
         device = use_device(gpu_id)
-        nlp = load_model(model)
+        overrides = {"components.transformer.model.cpu_precision": cpu_precision} if cpu_precision else None
+        nlp = load_model(model, overrides)
         gold = read_docs(data, nlp.vocab)
         result, preds = evaluate_pipeline(
             nlp, gold, spans_key, model=model, data=str(data), batch_size=batch_size
         )
     except (ValueError, RuntimeError) as err:
         msg.fail(f"evaluate: {err}", exits=1)
+    if cpu_precision:
+        result.metrics["cpu_precision_override"] = cpu_precision
     if training_info is not None:
         result.metrics["training"] = json.loads(training_info.read_text(encoding="utf8"))
     write_json(result.metrics, output)

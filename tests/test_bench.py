@@ -94,7 +94,11 @@ def test_quick_json_schema(quick_run):
 def test_quick_inference_ratios(quick_run):
     for size, inf in quick_run["result"]["inference"].items():
         systems = inf["systems"]
-        assert set(systems) == {"ours", "stock_spancat", "hf_pipeline"}
+        assert set(systems) == {"ours", "ours_float32", "stock_spancat", "hf_pipeline"}
+        # the unoptimised variant of ours is the same pipeline with the float32 forward pass
+        assert "cpu_precision float32" in systems["ours_float32"]["pipeline"]
+        assert "cpu_precision auto" in systems["ours"]["pipeline"]
+        assert inf["ratio_vs_float32"] == pytest.approx(systems["ours"]["words_per_s"] / systems["ours_float32"]["words_per_s"])
         for s in systems.values():
             assert len(s["runs_seconds"]) == 3
             assert s["words_per_s"] > 0 and s["docs_per_s"] > 0

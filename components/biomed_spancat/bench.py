@@ -52,6 +52,8 @@ __all__ = [
 ]
 
 NOT_MEASURED_GPU = "not measured: no GPU available"
+# Config key of our transformer's CPU precision ("float32" gives the unoptimised pipeline)
+PRECISION_KEY = "components.transformer.model.cpu_precision"
 
 # The issue's targets: (metric, comparison, threshold)
 TARGETS = {
@@ -313,21 +315,30 @@ def stock_spancat_config(backbone: Path, sizes: Sequence[int] = (1, 2, 3)) -> An
     return config
 
 
-def config_on_backbone(config_path: Path, backbone: Path) -> Any:
+def config_on_backbone(config_path: Path, backbone: Path, overrides: Optional[Dict[str, Any]] = None) -> Any:
     """Load a pipeline config with its transformer pointed at `backbone`.
 
     config_path (Path): Our training config (or any transformer pipeline config).
     backbone (Path): The transformer folder.
+    overrides (Optional[Dict[str, Any]]): Dotted config overrides applied on loading.
     RETURNS (Config): The interpolated config.
     """
     from spacy import util
 
-    config = util.load_config(config_path, interpolate=False)
+    config = util.load_config(config_path, overrides=overrides or {}, interpolate=False)
     # Both spellings: ours reads ${paths.transformer}, a stock one names it directly
     if "transformer" in config.get("paths", {}):
         config["paths"]["transformer"] = str(backbone)
     config["components"]["transformer"]["model"]["name"] = str(backbone)
     return config.interpolate()
+
+
+def _precision_of(nlp: Any) -> str:
+    """The CPU precision our transformer resolves to here, from the pipeline's config."""
+    from .architecture import resolve_cpu_precision
+
+    setting = nlp.config["components"]["transformer"]["model"].get("cpu_precision", "float32")
+    return f"{setting} -> {resolve_cpu_precision(setting)}" if setting == "auto" else setting
 
 
 def init_untrained(config: Any, docs: Sequence[Any]) -> Any:
@@ -711,14 +722,17 @@ def run_bench(
                 from .evaluation import load_model
 
                 ours = load_model(pipeline)
+                ours32 = load_model(pipeline, {PRECISION_KEY: "float32"})
                 ours_name = str(pipeline)
             else:
                 ours = init_untrained(config_on_backbone(config, bb), train_docs)
+                ours32 = init_untrained(config_on_backbone(config, bb, {PRECISION_KEY: "float32"}), train_docs)
                 ours_name = f"{config} (untrained, this backbone)"
             stock = init_untrained(stock_spancat_config(bb, (1, 2, 3)), train_docs)
             hf = _hf_pipeline(bb, max(len(labels), 1), settings.hf_batch_size)
             systems = {
                 "ours": lambda t, nlp=ours: list(nlp.pipe(t)),
+                "ours_float32": lambda t, nlp=ours32: list(nlp.pipe(t)),
                 "stock_spancat": lambda t, nlp=stock: list(nlp.pipe(t)),
                 "hf_pipeline": hf,
             }
@@ -729,7 +743,8 @@ def run_bench(
                 "docs": len(texts),
                 "words": n_words,
                 "systems": {
-                    "ours": {"pipeline": ours_name, **timings["ours"]},
+                    "ours": {"pipeline": f"{ours_name}, cpu_precision {_precision_of(ours)}", **timings["ours"]},
+                    "ours_float32": {"pipeline": f"{ours_name}, cpu_precision float32 (unoptimised)", **timings["ours_float32"]},
                     "stock_spancat": {"config": "spacy init config -p spancat -G, ngram sizes [1,2,3]", **timings["stock_spancat"]},
                     "hf_pipeline": {
                         "pipeline": f"token-classification, aggregation simple, batch {settings.hf_batch_size}, stride 64, random head ({len(labels)} labels)",
@@ -738,12 +753,13 @@ def run_bench(
                 },
                 "ratio_vs_hf": o / timings["hf_pipeline"]["words_per_s"],
                 "ratio_vs_stock": o / timings["stock_spancat"]["words_per_s"],
+                "ratio_vs_float32": o / timings["ours_float32"]["words_per_s"],
             }
             entry = result["inference"][size]
             if entry["ratio_vs_hf"] < TARGETS["inference_vs_hf"] or entry["ratio_vs_stock"] < TARGETS["inference_vs_stock"]:
                 # A missed target says what dominates the time: a profile of one pass of ours
                 entry["profile_ours"] = profile_top(systems["ours"], texts)
-            del ours, stock, hf, systems
+            del ours, ours32, stock, hf, systems
 
     # Training
     if "training" not in skip:
@@ -886,7 +902,10 @@ def render_markdown(result: Dict[str, Any]) -> str:
                 for k, s in inf["systems"].items()
             ],
         )
-        out += [f"Ratios: ours / HF pipeline **{inf['ratio_vs_hf']:.2f}x**; ours / stock spancat **{inf['ratio_vs_stock']:.2f}x**.", ""]
+        ratios = f"Ratios: ours / HF pipeline **{inf['ratio_vs_hf']:.2f}x**; ours / stock spancat **{inf['ratio_vs_stock']:.2f}x**"
+        if "ratio_vs_float32" in inf:
+            ratios += f"; ours / ours in float32 **{inf['ratio_vs_float32']:.2f}x**"
+        out += [ratios + ".", ""]
         if inf.get("profile_ours"):
             out += [f"Where our pass spends its time (cProfile, one pass, top {len(inf['profile_ours'])} by own time):", ""]
             out += _table(

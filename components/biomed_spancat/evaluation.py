@@ -425,20 +425,22 @@ def find_spancat(nlp: Language, spans_key: str = "sc") -> Tuple[str, SpanCategor
     raise ValueError(f"several span categorizers write doc.spans[{spans_key!r}]: {have}")
 
 
-def load_model(model: Union[str, Path]) -> Language:
+def load_model(model: Union[str, Path], config: Optional[Dict[str, Any]] = None) -> Language:
     """Load a pipeline from a directory or an installed package name.
 
     model (Union[str, Path]): A pipeline directory, or a package such as
         `en_biomed_spancat` (the installed wheel: the artifact that ships).
+    config (Optional[Dict[str, Any]]): Dotted config overrides, as spacy.load takes them
+        (e.g. {"components.transformer.model.cpu_precision": "float32"}).
     RETURNS (Language): The loaded pipeline.
     """
     path = Path(model)
     if path.exists():
         if not (path / "config.cfg").exists():
             raise ValueError(f"{path}: not a spaCy pipeline directory (no config.cfg)")
-        return spacy.load(path)
+        return spacy.load(path, config=config or {})
     if spacy.util.is_package(str(model)):
-        return spacy.load(str(model))
+        return spacy.load(str(model), config=config or {})
     raise ValueError(
         f"{model}: neither a pipeline directory nor an installed package "
         f"(install the wheel first, e.g. `weasel run package` then `pip install` it)"
