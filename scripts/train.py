@@ -57,10 +57,21 @@ def main(
     msg.good("Initialized pipeline")
     msg.divider("Training pipeline")
     start = time.perf_counter()
-    train_nlp(nlp, output_dir, use_gpu=gpu_id, stdout=sys.stdout, stderr=sys.stderr)
+    interrupted = False
+    try:
+        train_nlp(nlp, output_dir, use_gpu=gpu_id, stdout=sys.stdout, stderr=sys.stderr)
+    except KeyboardInterrupt:
+        # Ctrl-C (SIGINT) on a long run: spaCy has saved model-best at the last
+        # evaluation and model-last now; the record says the run was cut short.
+        interrupted = True
     # What the model card reports under "how it was built"
     record = training_record(time.perf_counter() - start, config, gpu_id, sys.argv)
+    if interrupted:
+        record["interrupted"] = True
     (output_dir / "training.json").write_text(json.dumps(record, indent=2), encoding="utf8")
+    if interrupted:
+        msg.warn(f"Interrupted after {record['training_seconds']:.0f} s: {output_dir}/model-best is the last evaluated best")
+        raise SystemExit(130)
 
 
 if __name__ == "__main__":
