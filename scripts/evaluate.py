@@ -10,7 +10,14 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.evaluation import evaluate_pipeline, load_model, read_docs, use_device, write_json
+from biomed_spancat.evaluation import (
+    evaluate_pipeline,
+    load_model,
+    read_docs,
+    score_raw_text,
+    use_device,
+    write_json,
+)
 from biomed_spancat.report import write_report
 
 
@@ -27,6 +34,9 @@ def main(
     gpu_id: int = typer.Option(-1, "--gpu-id", help="-1 for the CPU, else the CUDA device"),
     batch_size: int = typer.Option(32, "--batch-size", help="Docs per batch"),
     n_docs: int = typer.Option(5, "--n-docs", help="Docs with most errors shown in the report"),
+    raw_text: bool = typer.Option(
+        False, "--raw-text", help="Also score on the raw text cut by the pipeline's own tokenizer (as applications run it)"
+    ),
     cpu_precision: str = typer.Option(
         "", "--cpu-precision", help="Override the transformer's cpu_precision (float32 | bfloat16 | auto); '' keeps the pipeline's"
     ),
@@ -46,6 +56,8 @@ def main(
         result, preds = evaluate_pipeline(
             nlp, gold, spans_key, model=model, data=str(data), batch_size=batch_size
         )
+        if raw_text:
+            result.metrics["raw_text"] = score_raw_text(nlp, gold, spans_key, batch_size=batch_size)
     except (ValueError, RuntimeError) as err:
         msg.fail(f"evaluate: {err}", exits=1)
     if cpu_precision:
@@ -60,6 +72,12 @@ def main(
         f"isolated F {_pct(m['groups']['isolated']['f'])}; suggester recall "
         f"{_pct((m['suggester'] or {}).get('recall'))} -> {output}"
     )
+    if raw_text:
+        raw = m["raw_text"]
+        msg.info(
+            f"On the raw text, cut by the pipeline's own tokenizer: spans P {_pct(raw['p'])} R {_pct(raw['r'])} "
+            f"F {_pct(raw['f'])}; {_pct(raw['tokenizer_ceiling'])}% of gold spans fall on its token boundaries"
+        )
     if report is not None:
         write_report(report, result, gold, preds, title=f"Span evaluation: {model} on {data}", n_docs=n_docs)
         msg.good(f"Report -> {report}")

@@ -330,9 +330,14 @@ def test_load_model_accepts_an_installed_package_name(monkeypatch):
     # The wheel is evaluated by name (evaluate-package): the name goes to spacy.load.
     loaded = []
     monkeypatch.setattr(spacy.util, "is_package", lambda name: name == "en_biomed_spancat")
-    monkeypatch.setattr(spacy, "load", lambda name: loaded.append(name) or "NLP")
+    monkeypatch.setattr(spacy, "load", lambda name, config: loaded.append((name, config)) or "NLP")
     assert load_model("en_biomed_spancat") == "NLP"
-    assert loaded == ["en_biomed_spancat"]
+    # config overrides go through to spacy.load (evaluate --cpu-precision)
+    assert load_model("en_biomed_spancat", {"components.transformer.model.cpu_precision": "float32"}) == "NLP"
+    assert loaded == [
+        ("en_biomed_spancat", {}),
+        ("en_biomed_spancat", {"components.transformer.model.cpu_precision": "float32"}),
+    ]
 
 
 def test_read_docs_names_a_bad_file(tmp_path):
@@ -716,3 +721,38 @@ def test_cli_module_runs_and_names_a_missing_package(tiny_spancat, tmp_path):
     assert r.returncode == 1
     assert "evaluate: en_no_such_pkg: neither a pipeline directory nor an installed package" in text
     assert not (tmp_path / "m.json").exists()
+
+
+# --------------------------------------------------------------------------- raw text
+
+
+@spacy.Language.component("test_mark_brca1")
+def _mark_brca1(doc):
+    """Marks every token that is exactly 'Brca1' as PR, and 'mice' as NCBITaxon."""
+    labels = {"Brca1": "PR", "mice": "NCBITaxon"}
+    doc.spans["sc"] = [Span(doc, i, i + 1, labels[t.text]) for i, t in enumerate(doc) if t.text in labels]
+    return doc
+
+
+def test_raw_text_scores_what_the_tokenizer_lets_through():
+    from biomed_spancat.evaluation import score_raw_text
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("test_mark_brca1")
+    # The annotator's tokens split "Brca1-/-"; spaCy's tokenizer keeps it whole.
+    words = ["Brca1", "-/-", "mice", "lack", "Brca1", "."]
+    spaces = [False, True, True, True, False, False]
+    gold = Doc(nlp.vocab, words=words, spaces=spaces)
+    gold.spans["sc"] = [
+        Span(gold, 0, 1, "PR"),  # inside the token "Brca1-/-": out of the raw-text pipeline's reach
+        Span(gold, 2, 3, "NCBITaxon"),
+        Span(gold, 4, 5, "PR"),
+        Span(gold, 2, 5, "GO_BP"),  # a made-up long span that nothing predicts
+    ]
+    raw = score_raw_text(nlp, [gold], "sc", progress=False)
+    assert raw["tokenizer_ceiling"] == pytest.approx(3 / 4)
+    assert (raw["tp"], raw["fp"], raw["fn"]) == (2, 0, 2)
+    assert raw["f"] == pytest.approx(2 * 2 / (2 * 2 + 0 + 2))
+    assert raw["per_label"]["PR"]["tp"] == 1 and raw["per_label"]["PR"]["fn"] == 1
+    assert raw["per_label"]["GO_BP"]["fn"] == 1
+    assert raw["words"] == 5  # the pipeline's own tokens: "Brca1-/-" is one

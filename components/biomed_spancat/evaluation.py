@@ -16,6 +16,7 @@ import importlib.util
 import json
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
@@ -42,6 +43,7 @@ __all__ = [
     "suggester_recall",
     "find_spancat",
     "load_model",
+    "score_raw_text",
     "read_docs",
     "make_pred_doc",
     "predict_docs",
@@ -501,6 +503,62 @@ def predict_docs(
         )
     )
     return preds, time.perf_counter() - start
+
+
+def score_raw_text(
+    nlp: Language, gold_docs: Sequence[Doc], spans_key: str = "sc", *, batch_size: int = 32, progress: bool = True
+) -> Dict[str, Any]:
+    """Score the pipeline as an application runs it: on the raw text, cut by its own tokenizer.
+
+    The main scores use the gold tokens, so that a span is wrong only because the
+    model got it wrong. Here a gold span whose boundaries fall inside one of the
+    tokenizer's tokens cannot be predicted at all: `tokenizer_ceiling` is the share
+    of gold spans whose start and end characters fall on token boundaries, and
+    spans are matched by (start_char, end_char, label), strictly.
+
+    nlp (Language): The pipeline.
+    gold_docs (Sequence[Doc]): The gold docs (their text is what the pipeline reads).
+    spans_key (str): The span group.
+    batch_size (int): Docs per batch.
+    progress (bool): Show a progress bar.
+    RETURNS (Dict[str, Any]): p/r/f and counts, per_label, tokenizer_ceiling, words_per_second.
+    """
+    start = time.perf_counter()
+    preds = tqdm(
+        nlp.pipe((g.text for g in gold_docs), batch_size=batch_size),
+        total=len(gold_docs),
+        desc="predicting raw text",
+        unit="doc",
+        disable=not progress,
+    )
+    tp: Counter = Counter()
+    fp: Counter = Counter()
+    fn: Counter = Counter()
+    aligned = n_gold = words = 0
+    for gold, pred in zip(gold_docs, preds):
+        words += len(pred)
+        starts = {t.idx for t in pred}
+        ends = {t.idx + len(t) for t in pred}
+        want = {(sp.start_char, sp.end_char, sp.label_) for sp in gold.spans.get(spans_key, [])}
+        got = {(sp.start_char, sp.end_char, sp.label_) for sp in pred.spans.get(spans_key, [])}
+        n_gold += len(want)
+        aligned += sum(1 for a, b, _ in want if a in starts and b in ends)
+        for key in got & want:
+            tp[key[2]] += 1
+        for key in got - want:
+            fp[key[2]] += 1
+        for key in want - got:
+            fn[key[2]] += 1
+    seconds = time.perf_counter() - start
+    labels = sorted(set(tp) | set(fp) | set(fn))
+    return {
+        **prf(sum(tp.values()), sum(fp.values()), sum(fn.values())),
+        "per_label": {lab: prf(tp[lab], fp[lab], fn[lab]) for lab in labels},
+        "tokenizer_ceiling": aligned / n_gold if n_gold else None,
+        "words": words,
+        "seconds": seconds,
+        "words_per_second": words / seconds if seconds else None,
+    }
 
 
 def _device_name() -> str:
