@@ -146,11 +146,14 @@ def test_wheel_installs_and_loads_in_a_fresh_venv(project_run, tmp_path):
     env["HF_HUB_OFFLINE"] = "1"
     # the project's own package must not be importable: the wheel carries its code
     result = subprocess.run(
-        [py, "-c", script.replace("import biomed_spancat\n", "") + "print(json.dumps({'n': len(spans), 'over': over, 'scores': len(s0.attrs.get('scores', []))}))"],
+        [py, "-c", script.replace("import biomed_spancat\n", "") + "print(json.dumps({'n': len(spans), 'over': over, 'scores': len(s0.attrs.get('scores', [])), "
+         "'tok': [t.text for t in nlp.make_doc('Pygo2-/- mice')]}))"],
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["over"] > 0 and out["scores"] > 0
+    # the shipped tokenizer (biomed.Tokenizer.v1, code carried by the wheel) splits genotypes
+    assert out["tok"] == ["Pygo2", "-", "/", "-", "mice"]
     probe = subprocess.run([py, "-c", "import biomed_spancat"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert probe.returncode != 0, "the fresh venv must not have the project's package"

@@ -17,7 +17,7 @@ __all__ = ["SHIPPED_MODULES", "build_meta", "package_pipeline", "training_record
 
 HERE = Path(__file__).resolve().parent
 # Registered code a loaded pipeline needs; each file stands alone.
-SHIPPED_MODULES = ["architecture.py", "suggester.py"]
+SHIPPED_MODULES = ["architecture.py", "suggester.py", "tokenizer.py"]
 OWN_DISTRIBUTION = "biomed-spancat-components"
 
 CRAFT_SOURCE = {
