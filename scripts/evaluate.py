@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
+from biomed_spancat.architecture import CPU_PRECISION_KEY
 from biomed_spancat.evaluation import (
     evaluate_pipeline,
     load_model,
@@ -50,7 +51,7 @@ def main(
 ):
     try:
         device = use_device(gpu_id)
-        overrides = {"components.transformer.model.cpu_precision": cpu_precision} if cpu_precision else None
+        overrides = {CPU_PRECISION_KEY: cpu_precision} if cpu_precision else None
         nlp = load_model(model, overrides)
         gold = read_docs(data, nlp.vocab)
         result, preds = evaluate_pipeline(

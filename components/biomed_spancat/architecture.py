@@ -13,13 +13,15 @@ from spacy_transformers.data_classes import FullTransformerBatch
 from spacy_transformers.layers import TransformerModel
 from thinc.api import Model
 
-__all__ = ["BIOMEDBERT", "CPU_PRECISIONS", "create_biomed_bert", "get_strided_windows", "resolve_cpu_precision"]
+__all__ = ["BIOMEDBERT", "CPU_PRECISIONS", "CPU_PRECISION_KEY", "create_biomed_bert", "get_strided_windows", "resolve_cpu_precision"]
 
 SpanGetter = Callable[[Iterable[Doc]], List[List[Span]]]
 
 BIOMEDBERT = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext"
 
 CPU_PRECISIONS = ("float32", "bfloat16", "auto")
+# The setting's dotted config path in the project's pipelines, for load-time overrides
+CPU_PRECISION_KEY = "components.transformer.model.cpu_precision"
 
 
 def get_strided_windows(docs: Iterable[Doc], window: int, stride: int) -> List[List[Span]]:
@@ -85,7 +87,7 @@ def _with_precision(model: Model, bfloat16: bool) -> Model:
     """Wrap the transformer's forward pass: CPU autocast when `bfloat16`, and
     `torch.inference_mode` whenever it predicts.
 
-    Under autocast, matmuls run in bfloat16 (2.5-3x faster on CPUs with native
+    Under autocast, matmuls run in bfloat16 (1.7-2.9x faster prediction on CPUs with native
     bfloat16) while the weights, their gradients and the optimizer stay float32,
     and LayerNorm, so the last hidden state, stays float32. Other outputs (the
     pooler) are cast back to float32, since numpy (thinc's CPU ops) has no

@@ -52,8 +52,6 @@ __all__ = [
 ]
 
 NOT_MEASURED_GPU = "not measured: no GPU available"
-# Config key of our transformer's CPU precision ("float32" gives the unoptimised pipeline)
-PRECISION_KEY = "components.transformer.model.cpu_precision"
 
 # The issue's targets: (metric, comparison, threshold)
 TARGETS = {
@@ -668,6 +666,8 @@ def run_bench(
     """
     import spacy
 
+    from .architecture import CPU_PRECISION_KEY
+
     out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / "work"
     work.mkdir(exist_ok=True)
@@ -722,11 +722,11 @@ def run_bench(
                 from .evaluation import load_model
 
                 ours = load_model(pipeline)
-                ours32 = load_model(pipeline, {PRECISION_KEY: "float32"})
+                ours32 = load_model(pipeline, {CPU_PRECISION_KEY: "float32"})
                 ours_name = str(pipeline)
             else:
                 ours = init_untrained(config_on_backbone(config, bb), train_docs)
-                ours32 = init_untrained(config_on_backbone(config, bb, {PRECISION_KEY: "float32"}), train_docs)
+                ours32 = init_untrained(config_on_backbone(config, bb, {CPU_PRECISION_KEY: "float32"}), train_docs)
                 ours_name = f"{config} (untrained, this backbone)"
             stock = init_untrained(stock_spancat_config(bb, (1, 2, 3)), train_docs)
             hf = _hf_pipeline(bb, max(len(labels), 1), settings.hf_batch_size)
