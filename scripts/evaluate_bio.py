@@ -23,13 +23,18 @@ def main(
     output: Path = typer.Option(..., "--output", help="Metrics JSON to write"),
     report: Optional[Path] = typer.Option(None, "--report", help="HTML report to write"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="-1 for the CPU, else the CUDA device"),
+    cpu_precision: str = typer.Option(
+        "auto", "--cpu-precision", help="float32, bfloat16 or auto (bfloat16 where the CPU has it), as the pipeline"
+    ),
     batch_size: int = typer.Option(16, "--batch-size", help="Windows per forward pass"),
     n_docs: int = typer.Option(5, "--n-docs", help="Docs with most errors shown in the report"),
 ):
     try:
         use_device(gpu_id)
         gold = read_docs(data)
-        result, preds = evaluate_bio(model_dir, gold, data=str(data), batch_size=batch_size, gpu_id=gpu_id)
+        result, preds = evaluate_bio(
+            model_dir, gold, data=str(data), batch_size=batch_size, gpu_id=gpu_id, cpu_precision=cpu_precision
+        )
     except (ValueError, RuntimeError) as err:
         msg.fail(f"evaluate-bio: {err}", exits=1)
     write_json(result.metrics, output)

@@ -19,6 +19,9 @@ def main(
     output_dir: Path = typer.Argument(..., help="Where the model and bio.json go"),
     spans_key: str = typer.Option("sc", "--spans-key", help="Span group to train on"),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="-1 for the CPU, else the CUDA device"),
+    cpu_precision: str = typer.Option(
+        "auto", "--cpu-precision", help="float32, bfloat16 or auto (bfloat16 where the CPU has it), as the pipeline"
+    ),
     max_steps: int = typer.Option(0, "--max-steps", help="Optimizer steps; 0: from --epochs"),
     epochs: float = typer.Option(3.0, "--epochs", help="Passes over the data when --max-steps is 0"),
     batch_size: int = typer.Option(8, "--batch-size", help="Windows per step"),
@@ -41,6 +44,7 @@ def main(
             window=window,
             seed=seed,
             gpu_id=gpu_id,
+            cpu_precision=cpu_precision,
         )
     except (ValueError, RuntimeError) as err:
         msg.fail(f"train-bio: {err}", exits=1)

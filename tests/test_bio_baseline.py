@@ -4,6 +4,7 @@ and a tiny BERT trained for a few steps, scored against the unflattened gold."""
 import json
 from pathlib import Path
 
+import numpy
 import pytest
 import spacy
 from spacy.tokens import Doc, DocBin, Span
@@ -14,6 +15,7 @@ from biomed_spancat.bio_baseline import (
     flatten_spans,
     flattening_recall,
     make_windows,
+    predict_bio,
     spans_to_bio,
     train_bio,
 )
@@ -172,6 +174,25 @@ def test_evaluate_bio_against_unflattened_gold(tiny_bio):
     assert m["spans"]["r"] <= m["flattening"]["recall"] + 1e-9
     assert m["groups"]["overlapping"]["r"] <= 0.5
     assert m["speed"]["words"] == sum(len(d) for d in gold)
+
+
+def test_bio_cpu_precision_is_recorded_and_bfloat16_predicts_like_float32(tiny_bio, tmp_path, tiny_bert):
+    """The baseline gets the pipeline's CPU precision (bfloat16 autocast where the CPU
+    has it), records it, and its bfloat16 predictions match float32's."""
+    from biomed_spancat.architecture import resolve_cpu_precision
+
+    out, record = tiny_bio
+    assert record["training"]["cpu_precision"] == resolve_cpu_precision("auto")
+    gold = docs_of(TRAIN)
+    fp32, _ = predict_bio(out, gold, cpu_precision="float32", progress=False)
+    bf16, _ = predict_bio(out, gold, cpu_precision="bfloat16", progress=False)
+    for a, b in zip(fp32, bf16):
+        assert [(s.start, s.end, s.label_) for s in a.spans["sc"]] == [(s.start, s.end, s.label_) for s in b.spans["sc"]]
+        assert numpy.allclose(a.spans["sc"].attrs["scores"], b.spans["sc"].attrs["scores"], atol=0.05)
+    result, _ = evaluate_bio(out, gold, cpu_precision="float32", progress=False)
+    assert result.metrics["model"]["cpu_precision"] == "float32"
+    with pytest.raises(ValueError, match="cpu_precision must be one of float32, bfloat16, auto, got 'fp16'"):
+        train_bio(docs_of(TRAIN), tiny_bert, tmp_path / "m", max_steps=1, cpu_precision="fp16", progress=False)
 
 
 def test_train_bio_steps_from_epochs(tmp_path, tiny_bert):
