@@ -158,3 +158,52 @@ def test_bfloat16_training_updates_float32_weights(tiny_bert, precision):
     assert losses["spancat"] > 0 and losses["transformer"] > 0  # gradients reached the transformer
     assert all(v.dtype == torch.float32 for v in after.values() if v.is_floating_point())
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def _trf_with_attention_dropout(tiny_bert, attention_dropout):
+    nlp = spacy.blank("en")
+    model = {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "cpu_precision": "float32"}
+    if attention_dropout is not None:
+        model["attention_dropout"] = attention_dropout
+    nlp.add_pipe("transformer", config={"model": model})
+    nlp.initialize()
+    return nlp
+
+
+def _bytes_saved_for_backward(nlp, text):
+    """Bytes of the tensors autograd keeps for the backward pass of one training forward."""
+    import torch
+
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    trf = nlp.get_pipe("transformer").model
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        trf.begin_update([nlp.make_doc(text)])
+    return sum(saved)
+
+
+def test_attention_dropout_sets_the_model_config_and_none_keeps_it(tiny_bert):
+    own = _trf_with_attention_dropout(tiny_bert, None).get_pipe("transformer").model.transformer.config
+    off = _trf_with_attention_dropout(tiny_bert, 0.0).get_pipe("transformer").model.transformer.config
+    assert off.attention_probs_dropout_prob == 0.0
+    assert own.attention_probs_dropout_prob == 0.1  # the tiny BERT's own value, as BERT's
+    assert off.hidden_dropout_prob == own.hidden_dropout_prob == 0.1  # hidden-state dropout is kept
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_attention_dropout_rejects_values_outside_0_1(tiny_bert, value):
+    with pytest.raises(ValueError, match=r"attention_dropout must be in \[0, 1\)"):
+        registry.architectures.get("biomed.BiomedBERT.v1")(name=str(tiny_bert), attention_dropout=value)
+
+
+def test_no_attention_dropout_keeps_no_attention_matrices_for_backward(tiny_bert):
+    """Without attention dropout the fused attention kernel runs: a training forward
+    keeps fewer bytes for the backward pass than with BERT's own 0.1."""
+    text = " ".join(["BMP2 regulates limb patterning in the mouse embryo ."] * 12)
+    with_dropout = _bytes_saved_for_backward(_trf_with_attention_dropout(tiny_bert, 0.1), text)
+    without = _bytes_saved_for_backward(_trf_with_attention_dropout(tiny_bert, 0.0), text)
+    assert without < 0.8 * with_dropout

@@ -124,6 +124,7 @@ def create_biomed_bert(
     mixed_precision: bool = False,
     grad_scaler_config: Optional[Dict[str, Any]] = None,
     cpu_precision: str = "float32",
+    attention_dropout: Optional[float] = None,
 ) -> Model[List[Doc], FullTransformerBatch]:
     """A BiomedBERT encoder for spancat: spacy-transformers' TransformerModel.v3
     with the settings BiomedBERT needs filled in.
@@ -148,6 +149,12 @@ def create_biomed_bert(
         gradients float32); or "auto", bfloat16 where the CPU has it in hardware
         (AVX512-BF16, AMX), else float32. Override at load time with
         `spacy.load(name, config={"components.transformer.model.cpu_precision": "float32"})`.
+    attention_dropout (Optional[float]): Dropout on the attention probabilities in
+        training; None keeps the model's own (`attention_probs_dropout_prob`, 0.1 for
+        BERT). At 0.0, torch's scaled-dot-product attention takes its fused (flash)
+        CPU kernel, which has no dropout and never keeps the attention matrices for
+        the backward pass: the largest activations of a training step (BENCHMARKS.md).
+        Dropout on the hidden states is kept. Prediction is the same either way.
     RETURNS (Model[List[Doc], FullTransformerBatch]): The transformer model.
     """
     tokenizer_config = {
@@ -156,11 +163,16 @@ def create_biomed_bert(
         "model_max_length": max_wordpieces,
     }
     precision = resolve_cpu_precision(cpu_precision)
+    transformer_config: Dict[str, Any] = {"output_attentions": False, "output_hidden_states": False}
+    if attention_dropout is not None:
+        if not 0.0 <= attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout must be in [0, 1), got {attention_dropout}")
+        transformer_config["attention_probs_dropout_prob"] = float(attention_dropout)
     model = TransformerModel(
         name,
         configure_strided_windows(window, stride),
         tokenizer_config,
-        {"output_attentions": False, "output_hidden_states": False},
+        transformer_config,
         mixed_precision=mixed_precision,
         # a fresh dict: spacy-transformers writes into it, and a shared default would leak
         grad_scaler_config=dict(grad_scaler_config or {}),
