@@ -13,17 +13,15 @@ from wasabi import msg
 from biomed_spancat.architecture import CPU_PRECISION_KEY
 from biomed_spancat.evaluation import (
     evaluate_pipeline,
+    headline,
     load_model,
+    pct,
     read_docs,
     score_raw_text,
     use_device,
     write_json,
 )
 from biomed_spancat.report import write_report
-
-
-def _pct(x: Optional[float]) -> str:
-    return "—" if x is None else f"{100 * x:.1f}"
 
 
 def main(
@@ -68,16 +66,14 @@ def main(
     write_json(result.metrics, output)
     m = result.metrics
     msg.good(
-        f"{model} on {data} ({device}): spans P {_pct(m['spans']['p'])} R {_pct(m['spans']['r'])} "
-        f"F {_pct(m['spans']['f'])}; overlapping F {_pct(m['groups']['overlapping']['f'])}, "
-        f"isolated F {_pct(m['groups']['isolated']['f'])}; suggester recall "
-        f"{_pct((m['suggester'] or {}).get('recall'))} -> {output}"
+        f"{model} on {data} ({device}): {headline(m)}; suggester recall "
+        f"{pct((m['suggester'] or {}).get('recall'))} -> {output}"
     )
     if raw_text:
         raw = m["raw_text"]
         msg.info(
-            f"On the raw text, cut by the pipeline's own tokenizer: spans P {_pct(raw['p'])} R {_pct(raw['r'])} "
-            f"F {_pct(raw['f'])}; {_pct(raw['tokenizer_ceiling'])}% of gold spans fall on its token boundaries"
+            f"On the raw text, cut by the pipeline's own tokenizer: spans P {pct(raw['p'])} R {pct(raw['r'])} "
+            f"F {pct(raw['f'])}; {pct(raw['tokenizer_ceiling'])}% of gold spans fall on its token boundaries"
         )
     if report is not None:
         write_report(report, result, gold, preds, title=f"Span evaluation: {model} on {data}", n_docs=n_docs)

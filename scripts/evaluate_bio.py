@@ -9,12 +9,8 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.bio_baseline import evaluate_bio
-from biomed_spancat.evaluation import read_docs, use_device, write_json
+from biomed_spancat.evaluation import headline, pct, read_docs, use_device, write_json
 from biomed_spancat.report import write_report
-
-
-def _pct(x: Optional[float]) -> str:
-    return "—" if x is None else f"{100 * x:.1f}"
 
 
 def main(
@@ -40,10 +36,8 @@ def main(
     write_json(result.metrics, output)
     m = result.metrics
     msg.good(
-        f"BIO baseline on {data}: spans P {_pct(m['spans']['p'])} R {_pct(m['spans']['r'])} "
-        f"F {_pct(m['spans']['f'])}; overlapping F {_pct(m['groups']['overlapping']['f'])}, "
-        f"isolated F {_pct(m['groups']['isolated']['f'])}; flattening keeps "
-        f"{_pct(m['flattening']['recall'])} of gold spans -> {output}"
+        f"BIO baseline on {data}: {headline(m)}; flattening keeps "
+        f"{pct(m['flattening']['recall'])} of gold spans -> {output}"
     )
     if report is not None:
         write_report(report, result, gold, preds, title=f"BIO baseline: {model_dir} on {data}", n_docs=n_docs)

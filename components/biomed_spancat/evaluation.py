@@ -50,6 +50,8 @@ __all__ = [
     "evaluate_pipeline",
     "use_device",
     "write_json",
+    "pct",
+    "headline",
 ]
 
 # (start token, end token, label) — the strict identity of a span.
@@ -713,3 +715,17 @@ def write_json(data: Any, path: Path) -> Path:
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
     tmp.replace(path)
     return path
+
+
+def pct(x: Optional[float], digits: int = 1) -> str:
+    """A share as a percentage for tables and messages: "—" where there was nothing to score."""
+    return "—" if x is None else f"{100 * float(x):.{digits}f}"
+
+
+def headline(metrics: Dict[str, Any]) -> str:
+    """One line of a metrics document: spans P/R/F, then F on overlapping and isolated spans."""
+    spans, groups = metrics["spans"], metrics["groups"]
+    return (
+        f"spans P {pct(spans['p'])} R {pct(spans['r'])} F {pct(spans['f'])}; "
+        f"overlapping F {pct(groups['overlapping']['f'])}, isolated F {pct(groups['isolated']['f'])}"
+    )

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from spacy import displacy
 from spacy.tokens import Doc, Span
 
-from .evaluation import GROUPS, LENGTH_BUCKETS, DocResult, SpanEvaluation
+from .evaluation import GROUPS, LENGTH_BUCKETS, DocResult, SpanEvaluation, pct
 
 __all__ = [
     "FP_COLOR",
@@ -77,10 +77,6 @@ thead th { background: #f0f0f0; }
 .spans span { white-space: nowrap; }
 .key span { display: inline-block; padding: 1px 6px; border-radius: 3px; margin-right: 8px; }
 """
-
-
-def _pct(x: Optional[float]) -> str:
-    return "—" if x is None else f"{100 * x:.1f}"
 
 
 def _png(fig: Any) -> bytes:
@@ -205,7 +201,7 @@ def _box(title: str, body: str) -> str:
 
 
 def _prf_row(name: str, s: Dict[str, Any]) -> List[Any]:
-    return [name, _pct(s["p"]), _pct(s["r"]), _pct(s["f"]), s["tp"], s["fp"], s["fn"], s["gold"]]
+    return [name, pct(s["p"]), pct(s["r"]), pct(s["f"]), s["tp"], s["fp"], s["fn"], s["gold"]]
 
 
 PRF_HEADERS = ["", "P", "R", "F", "TP", "FP", "FN", "gold"]
@@ -222,6 +218,20 @@ def _render_doc(doc: Doc, spans: List[Span], colors: Dict[str, str]) -> str:
             page=False,
             jupyter=False,
         )
+
+
+
+def _marked_spans(doc: Doc, correct: Any, wrong: Any, tag: Any, color: str, colors: Dict[str, str]) -> List[Span]:
+    """Spans for one side of a pair: the correct ones under their label, the wrong ones
+    under "LABEL <tag>" in `color` (added to `colors` for displaCy)."""
+    spans = []
+    for key in sorted(set(correct) | set(wrong)):
+        shown = key[2]
+        if key in wrong:
+            shown = f"{key[2]} {tag(key)}"
+            colors[shown] = color
+        spans.append(Span(doc, key[0], key[1], label=shown))
+    return spans
 
 
 def render_doc_pair(gold: Doc, pred: Doc, result: DocResult, colors: Dict[str, str]) -> str:
@@ -242,22 +252,8 @@ def render_doc_pair(gold: Doc, pred: Doc, result: DocResult, colors: Dict[str, s
     spaces = [bool(t.whitespace_) for t in gold]
     gold_doc = Doc(gold.vocab, words=words, spaces=spaces)
     pred_doc = Doc(gold.vocab, words=words, spaces=spaces)
-    gold_spans = []
-    for s, e, label in sorted(set(result.tp) | set(result.fn)):
-        if (s, e, label) in result.fn:
-            shown = f"{label} {FN_TAG}"
-            colors[shown] = FN_COLOR
-        else:
-            shown = label
-        gold_spans.append(Span(gold_doc, s, e, label=shown))
-    pred_spans = []
-    for s, e, label in sorted(set(result.tp) | set(result.fp)):
-        if (s, e, label) in result.fp:
-            shown = f"{label} {FP_TAG[result.fp[(s, e, label)]]}"
-            colors[shown] = FP_COLOR
-        else:
-            shown = label
-        pred_spans.append(Span(pred_doc, s, e, label=shown))
+    gold_spans = _marked_spans(gold_doc, result.tp, result.fn, lambda key: FN_TAG, FN_COLOR, colors)
+    pred_spans = _marked_spans(pred_doc, result.tp, result.fp, lambda key: FP_TAG[result.fp[key]], FP_COLOR, colors)
     return (
         f'<div class="pair" data-doc="{result.index}">'
         f"<div><h4>gold</h4>{_render_doc(gold_doc, gold_spans, colors)}</div>"
@@ -325,7 +321,7 @@ def build_report(
         ceiling_rows.append(
             [
                 "suggester",
-                _pct(sg["recall"]),
+                pct(sg["recall"]),
                 sg["covered"],
                 sg["gold_spans"],
                 "" if per_token is None else f"{per_token:.2f} candidates/token",
@@ -336,7 +332,7 @@ def build_report(
         ceiling_rows.append(
             [
                 "flattening",
-                _pct(fl["recall"]),
+                pct(fl["recall"]),
                 fl["covered"],
                 fl["gold_spans"],
                 f"{fl['dropped']} spans dropped",
@@ -474,9 +470,9 @@ def results_table(named: Sequence[Any]) -> str:
         speed = m.get("speed") or {}
         wps = speed.get("words_per_second")
         lines.append(
-            f"| {name} | {_pct(m['spans']['f'])} | {_pct(groups['overlapping']['f'])} | "
-            f"{_pct(groups['isolated']['f'])} | "
-            f"{_pct(ceiling.get('recall')) + (f' ({kind})' if kind else '')} | "
+            f"| {name} | {pct(m['spans']['f'])} | {pct(groups['overlapping']['f'])} | "
+            f"{pct(groups['isolated']['f'])} | "
+            f"{pct(ceiling.get('recall')) + (f' ({kind})' if kind else '')} | "
             f"{_duration((m.get('training') or {}).get('training_seconds'))} | "
             f"{'—' if wps is None else f'{wps:,.0f}'} ({speed.get('device', '?')}) |"
         )

@@ -31,6 +31,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from .assist import AssistError, input_hash, use_device
+from .evaluation import pct
 
 __all__ = [
     "UPTRAIN_SCHEMA",
@@ -349,10 +350,6 @@ def compare_uptrain(
     }
 
 
-def _pct(x: Optional[float]) -> str:
-    return "—" if x is None else f"{100 * x:.1f}"
-
-
 def format_markdown(result: Dict[str, Any]) -> str:
     """The comparison as a markdown table plus the target line (for the README).
 
@@ -365,11 +362,11 @@ def format_markdown(result: Dict[str, Any]) -> str:
     for role in ("transformer", "cpu_gold", "cpu_uptrained"):
         m = result["models"][role]
         wps = m["speed"]["words_per_second"]
-        cells = [f"{m['label']} (`{m['model']}`)"] + [_pct(m["scores"][s]["f"]) for s in sets]
+        cells = [f"{m['label']} (`{m['model']}`)"] + [pct(m["scores"][s]["f"]) for s in sets]
         cells.append("—" if wps is None else f"{wps:,.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     gap = ", ".join(
-        f"{name} {_pct(g['closed'])}%" if g["closed"] is not None else f"{name} — (no gap)"
+        f"{name} {pct(g['closed'])}%" if g["closed"] is not None else f"{name} — (no gap)"
         for name, g in result["gap"].items()
     )
     target = result["target"]
