@@ -152,8 +152,8 @@ def create_biomed_bert(
     attention_dropout (Optional[float]): Dropout on the attention probabilities in
         training; None keeps the model's own (`attention_probs_dropout_prob`, 0.1 for
         BERT). At 0.0, torch's scaled-dot-product attention takes its fused (flash)
-        CPU kernel, which has no dropout and never keeps the attention matrices for
-        the backward pass: the largest activations of a training step (BENCHMARKS.md).
+        CPU kernel, which has no dropout and keeps no attention matrices for the
+        backward pass: lower training peak memory at the same speed (BENCHMARKS.md).
         Dropout on the hidden states is kept. Prediction is the same either way.
     RETURNS (Model[List[Doc], FullTransformerBatch]): The transformer model.
     """

@@ -187,11 +187,13 @@ def _torch_device(gpu_id: int) -> str:
     return "cpu" if gpu_id < 0 else f"cuda:{gpu_id}"
 
 
-def _cpu_bfloat16(cpu_precision: str, device: str) -> bool:
-    """Whether to run the forward pass under CPU bfloat16 autocast (never on a GPU)."""
+def _forward_precision(cpu_precision: str, device: str) -> str:
+    """The precision the forward pass runs at: "bfloat16" (CPU autocast) or "float32".
+    A bad setting fails here; on a GPU it is always "float32" (no CPU autocast there)."""
     from .architecture import resolve_cpu_precision
 
-    return device == "cpu" and resolve_cpu_precision(cpu_precision) == "bfloat16"
+    precision = resolve_cpu_precision(cpu_precision)
+    return precision if device == "cpu" else "float32"
 
 
 def train_bio(
@@ -247,7 +249,7 @@ def train_bio(
         raise ValueError(
             f"need batch_size >= 1 ({batch_size}) and max_steps > 0 ({max_steps}) or epochs > 0 ({epochs})"
         )
-    bfloat16 = _cpu_bfloat16(cpu_precision, _torch_device(gpu_id))  # a bad setting fails here, before loading
+    precision = _forward_precision(cpu_precision, _torch_device(gpu_id))  # before loading: a bad setting fails fast
     start_time = time.perf_counter()
     labels = sorted({s[2] for d in train_docs for s in doc_spans(d, spans_key, with_scores=False)})
     if not labels:
@@ -308,7 +310,7 @@ def train_bio(
         labels_t = torch.tensor(
             [_first_piece_labels(ids, lab) for ids, (_, lab) in zip(word_ids, batch)], dtype=torch.long
         )
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16"):
             out = model(**{k: v.to(device) for k, v in enc.items()}, labels=labels_t.to(device))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -338,7 +340,7 @@ def train_bio(
             "learn_rate": learn_rate,
             "windows": len(windows),
             "device": device,
-            "cpu_precision": "bfloat16" if bfloat16 else "float32",
+            "cpu_precision": precision,
             "seed": seed,
             "final_loss": float(numpy.mean(losses[-20:])),
             "flattening": {"gold_spans": n_spans, "dropped": n_dropped},
@@ -397,7 +399,7 @@ def predict_bio(
     jobs = [(d, s, e) for d, doc in enumerate(gold_docs) for s, e in make_windows(len(doc), window, stride)]
     best: List[List[Tuple[int, int, float]]] = [[(-1, 0, 0.0)] * len(doc) for doc in gold_docs]
     bar = tqdm(total=len(jobs), desc="tagging BIO", unit="window", disable=not progress)
-    bfloat16 = _cpu_bfloat16(cpu_precision, device)
+    bfloat16 = _forward_precision(cpu_precision, device) == "bfloat16"
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         for b in range(0, len(jobs), batch_size):
             batch = jobs[b : b + batch_size]
@@ -457,8 +459,9 @@ def evaluate_bio(
     """
     record = _load(model_dir)
     key = record["spans_key"]
+    precision = _forward_precision(cpu_precision, _torch_device(gpu_id))
     preds, seconds = predict_bio(
-        model_dir, gold_docs, batch_size=batch_size, gpu_id=gpu_id, cpu_precision=cpu_precision, progress=progress
+        model_dir, gold_docs, batch_size=batch_size, gpu_id=gpu_id, cpu_precision=precision, progress=progress
     )
     result = score_docs(zip(gold_docs, preds), key, progress=progress)
     model = {
@@ -473,7 +476,7 @@ def evaluate_bio(
         "max_positive": None,
         "suggester": None,
         "transformer": record["transformer"],
-        "cpu_precision": "bfloat16" if _cpu_bfloat16(cpu_precision, _torch_device(gpu_id)) else "float32",
+        "cpu_precision": precision,
     }
     result.metrics = assemble_metrics(
         result.metrics,

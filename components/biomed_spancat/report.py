@@ -15,12 +15,12 @@ import html
 import io
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from spacy import displacy
 from spacy.tokens import Doc, Span
 
-from .evaluation import GROUPS, LENGTH_BUCKETS, DocResult, SpanEvaluation, pct
+from .evaluation import GROUPS, LENGTH_BUCKETS, DocResult, SpanEvaluation, SpanKey, pct
 
 __all__ = [
     "FP_COLOR",
@@ -220,8 +220,9 @@ def _render_doc(doc: Doc, spans: List[Span], colors: Dict[str, str]) -> str:
         )
 
 
-
-def _marked_spans(doc: Doc, correct: Any, wrong: Any, tag: Any, color: str, colors: Dict[str, str]) -> List[Span]:
+def _marked_spans(
+    doc: Doc, correct: Any, wrong: Any, tag: Callable[[SpanKey], str], color: str, colors: Dict[str, str]
+) -> List[Span]:
     """Spans for one side of a pair: the correct ones under their label, the wrong ones
     under "LABEL <tag>" in `color` (added to `colors` for displaCy)."""
     spans = []
