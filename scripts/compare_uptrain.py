@@ -22,6 +22,7 @@ def main(
     preannotate_report: Optional[Path] = typer.Option(None, "--preannotate-report", help="preannotate's report (silver counts)"),
     spans_key: str = typer.Option("sc", "--spans-key", help="Key in doc.spans"),
     batch_size: int = typer.Option(64, "--batch-size", help="Docs per batch, the same for every model"),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Timed passes per model (median words/sec)"),
 ):
     eval_sets = {"dev": dev}
     if test:
@@ -34,7 +35,7 @@ def main(
         ("cpu_uptrained", "CPU CNN, gold + silver", cpu_uptrained),
     ]
     try:
-        result = compare_uptrain(models, eval_sets, spans_key, batch_size, preannotate_report)
+        result = compare_uptrain(models, eval_sets, spans_key, batch_size, preannotate_report, repeats)
     except AssistError as err:
         msg.fail("compare-uptrain failed", str(err), exits=1)
     write_json(result, output)

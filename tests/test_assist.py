@@ -693,10 +693,19 @@ def test_short_uptraining_run(tmp_path, teacher):
         assert set(model["scores"]) == {"dev", "test"}
         assert all(s["f"] is None or 0.0 <= s["f"] <= 1.0 for s in model["scores"].values())
         assert model["speed"]["words"] == n_words
-        assert model["speed"]["words_per_second"] > 0
+        runs = model["speed"]["runs"]
+        assert len(runs) == 3 and model["speed"]["seconds"] == sorted(runs)[1]
+        assert model["speed"]["words_per_second"] == round(n_words / sorted(runs)[1], 1)
     assert result["silver"]["routes"] == report["routes"]
     assert isinstance(result["target"]["met"], bool)
     table = format_markdown(result)
     assert table.splitlines()[0] == "| model | dev spans F | test spans F | CPU words/sec |"
     assert len([l for l in table.splitlines() if l.startswith("| ")]) == 4
     assert "Target met: **" in table
+
+
+def test_measure_pipeline_needs_a_timed_pass():
+    from biomed_spancat.uptrain import measure_pipeline
+
+    with pytest.raises(AssistError, match="repeats must be at least 1, got 0"):
+        measure_pipeline(spacy.blank("en"), {}, repeats=0)
