@@ -645,7 +645,7 @@ def test_merge_corpora_concatenates_and_names_missing_files(tmp_path):
         merge_corpora([tmp_path / "missing.spacy"], tmp_path / "x.spacy")
 
 
-def _train_cnn(train: Path, dev: Path, out: Path) -> Path:
+def _train_cnn(train: Path, dev: Path, out: Path, config: Path = CNN_CONFIG) -> Path:
     from spacy.cli.train import train as spacy_train
 
     overrides = {
@@ -656,7 +656,7 @@ def _train_cnn(train: Path, dev: Path, out: Path) -> Path:
         "training.eval_frequency": 2,
         "training.logger.progress_bar": False,
     }
-    spacy_train(CNN_CONFIG, out, overrides=overrides, use_gpu=-1)
+    spacy_train(config, out, overrides=overrides, use_gpu=-1)
     return out / "model-best"
 
 
@@ -664,6 +664,7 @@ def _train_cnn(train: Path, dev: Path, out: Path) -> Path:
 def test_short_uptraining_run(tmp_path, teacher):
     """The workflow's steps on tiny data: split held-out text, CPU model on gold,
     pre-annotate into silver, CPU model on gold + silver, compare."""
+    from biomed_spancat.suggester_fit import fit_suggester_config
     from biomed_spancat.uptrain import compare_uptrain, format_markdown, merge_corpora, split_heldout
 
     vocab = spacy.blank("en").vocab
@@ -672,7 +673,11 @@ def test_short_uptraining_run(tmp_path, teacher):
     DocBin(docs=docs[6:]).to_disk(tmp_path / "dev.spacy")
     extra = [("e1", [(t, []) for t in NEW_TEXTS[:3]]), ("e2", [(t, []) for t in NEW_TEXTS[3:]])]
     split_heldout(str(_export(tmp_path / "heldout.jsonl", extra)), tmp_path / "heldout", share=0.5)
-    cpu_gold = _train_cnn(tmp_path / "train.spacy", tmp_path / "dev.spacy", tmp_path / "cpu_gold")
+    # As the workflow does: the CPU model's suggester is learned from the gold spans, once, for both runs
+    fit_suggester_config(tmp_path / "train.spacy", CNN_CONFIG, tmp_path / "cpu_config.cfg", "sc", 0.999)
+    cpu_config = tmp_path / "cpu_config.cfg"
+    cpu_gold = _train_cnn(tmp_path / "train.spacy", tmp_path / "dev.spacy", tmp_path / "cpu_gold", cpu_config)
+    assert spacy.load(cpu_gold).config["components"]["spancat"]["suggester"]["@misc"] == "biomed.span_suggester.v1"
     report = preannotate(
         [str(tmp_path / "heldout" / "unlabelled.jsonl")], str(teacher), tmp_path / "review.jsonl", tmp_path / "silver.spacy",
         PreannotateOptions(Thresholds(0.5, 0.4), progress=False), report_path=tmp_path / "preannotate.json",
@@ -680,7 +685,7 @@ def test_short_uptraining_run(tmp_path, teacher):
     assert report["balanced"] and sum(report["routes"].values()) == report["read"] > 0
     counts = merge_corpora([tmp_path / "train.spacy", tmp_path / "silver.spacy"], tmp_path / "gold_silver.spacy")
     assert counts["total"] == 6 + report["routes"]["silver"]
-    cpu_up = _train_cnn(tmp_path / "gold_silver.spacy", tmp_path / "dev.spacy", tmp_path / "cpu_up")
+    cpu_up = _train_cnn(tmp_path / "gold_silver.spacy", tmp_path / "dev.spacy", tmp_path / "cpu_up", cpu_config)
     result = compare_uptrain(
         [("transformer", "teacher", str(teacher)), ("cpu_gold", "gold", str(cpu_gold)), ("cpu_uptrained", "up", str(cpu_up))],
         {"dev": tmp_path / "dev.spacy", "test": tmp_path / "heldout" / "test.spacy"},
