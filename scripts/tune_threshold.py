@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from biomed_spancat.evaluation import load_model, read_docs, use_device, write_json
+from biomed_spancat.evaluation import load_model, pct, read_docs, use_device, write_json
 from biomed_spancat.threshold import candidate_thresholds, tune_threshold
 
 
@@ -44,11 +44,10 @@ def main(
         msg.fail(f"tune-threshold: {err}", exits=1)
     write_json(record, output)
     best, default = record["best"], record["default"]
-    f = lambda x: "—" if x is None else f"{100 * x:.1f}"  # noqa: E731
     msg.good(
-        f"Threshold {record['threshold']:g}: spans F {f(best['f'])} "
-        f"(P {f(best['p'])} R {f(best['r'])}); at the pipeline's {record['default_threshold']}: "
-        f"F {f(default['f'])}"
+        f"Threshold {record['threshold']:g}: spans F {pct(best['f'])} "
+        f"(P {pct(best['p'])} R {pct(best['r'])}); at the pipeline's {record['default_threshold']}: "
+        f"F {pct(default['f'])}"
     )
     msg.good(f"Tuned pipeline -> {output_dir}; record -> {output}")
 

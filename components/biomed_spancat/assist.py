@@ -85,6 +85,7 @@ __all__ = [
     "iter_records",
     "split_sentences",
     "use_device",
+    "load_pipeline",
     "load_annotator",
     "make_doc",
     "doc_to_task",
@@ -509,6 +510,24 @@ def use_device(gpu_id: int) -> None:
             raise AssistError(f"--gpu-id {gpu_id}: no usable GPU ({err}); use --gpu-id -1 for the CPU") from err
 
 
+def load_pipeline(model: PathLike) -> Language:
+    """Load a pipeline directory or an installed package name (the packaged pipeline).
+
+    model (PathLike): The directory or package.
+    RETURNS (Language): The pipeline.
+    RAISES (AssistError): Neither a pipeline directory nor an installed package.
+    """
+    name = str(model)
+    path = Path(name)
+    if path.exists():
+        if not (path / "config.cfg").is_file():
+            raise AssistError(f"{path}: not a spaCy pipeline directory (no config.cfg)")
+        return spacy.load(path)
+    if spacy.util.is_package(name):
+        return spacy.load(name)
+    raise AssistError(f"{name}: neither a pipeline directory nor an installed pipeline package")
+
+
 def load_annotator(model: PathLike, spans_key: str, low: float, gpu_id: int = -1) -> Tuple[Language, ModelInfo]:
     """Load the pipeline for pre-annotation: its span categorizer's threshold
     is lowered to `low`, so that it emits every span the routing needs.
@@ -522,15 +541,7 @@ def load_annotator(model: PathLike, spans_key: str, low: float, gpu_id: int = -1
     """
     use_device(gpu_id)
     name = str(model)
-    path = Path(name)
-    if path.exists():
-        if not (path / "config.cfg").is_file():
-            raise AssistError(f"{path}: not a spaCy pipeline directory (no config.cfg)")
-        nlp = spacy.load(path)
-    elif spacy.util.is_package(name):
-        nlp = spacy.load(name)
-    else:
-        raise AssistError(f"{name}: neither a pipeline directory nor an installed pipeline package")
+    nlp = load_pipeline(name)
     spancat = _find_spancat(nlp, spans_key)
     threshold = spancat.cfg.get("threshold")
     spancat.cfg["threshold"] = low

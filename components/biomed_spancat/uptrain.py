@@ -31,7 +31,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from .assist import AssistError, input_hash, use_device
+from .assist import AssistError, input_hash, load_pipeline, use_device
 from .evaluation import pct
 
 __all__ = [
@@ -203,17 +203,6 @@ def merge_corpora(inputs: Sequence[PathLike], output: PathLike) -> Dict[str, int
     return counts
 
 
-def _load(model: str) -> Language:
-    path = Path(model)
-    if path.exists():
-        if not (path / "config.cfg").is_file():
-            raise AssistError(f"{path}: not a spaCy pipeline directory (no config.cfg)")
-        return spacy.load(path)
-    if spacy.util.is_package(model):
-        return spacy.load(model)
-    raise AssistError(f"{model}: neither a pipeline directory nor an installed pipeline package")
-
-
 def measure_pipeline(
     nlp: Language, data: Dict[str, List[Doc]], spans_key: str = "sc", batch_size: int = 64, repeats: int = 3
 ) -> Dict[str, Any]:
@@ -305,7 +294,7 @@ def compare_uptrain(
     use_device(-1)
     results: Dict[str, Any] = {}
     for role, label, model in models:
-        nlp = _load(model)
+        nlp = load_pipeline(model)
         data = {}
         for name, path in eval_sets.items():
             try:
