@@ -7,12 +7,34 @@ rejected (with a reason), merged away or a duplicate, so that
 checked before anything is written.
 """
 
+import hashlib
 import json
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import IO, Any, Dict, List, Optional
 
-__all__ = ["Origin", "Task", "Ledger", "IngestError", "BalanceError"]
+__all__ = ["Origin", "Task", "Ledger", "IngestError", "BalanceError", "pseudonym"]
+
+# Keyed hashing: a user who wants ids that cannot be matched against a list of
+# known e-mails across projects sets their own key in this variable.
+PSEUDONYM_KEY_ENV = "BIOMED_ANNOTATOR_KEY"
+
+
+def pseudonym(who: Any, tool: str = "") -> str:
+    """A stable, opaque id for an annotator, so no e-mail, name or user object
+    reaches any output (DocBins, reports, rejections, the card, logs).
+
+    who (Any): What the tool gave: an id, a name, an e-mail or a user object
+        (a dict is hashed whole, in canonical JSON).
+    tool (str): A prefix naming the tool (\"labelstudio\", \"argilla\", \"prodigy\").
+    RETURNS (str): e.g. \"labelstudio:a3f09c1e2b\"; the same input always gives
+        the same id (with the same BIOMED_ANNOTATOR_KEY).
+    """
+    payload = json.dumps(who, sort_keys=True, ensure_ascii=False, default=str)
+    key = os.environ.get(PSEUDONYM_KEY_ENV, "en_biomed_spancat").encode("utf8")[:64]
+    digest = hashlib.blake2b(payload.encode("utf8"), digest_size=5, key=key).hexdigest()
+    return f"{tool}:{digest}" if tool else f"annotator:{digest}"
 
 
 class IngestError(Exception):
