@@ -347,14 +347,40 @@ def test_merged_config_has_the_gpu_settings():
     assert config["system"]["gpu_allocator"] == "pytorch"
     model = config["components"]["transformer"]["model"]
     assert model["@architectures"] == "biomed.BiomedBERT.v1"
-    assert model["mixed_precision"] is True
-    assert model["grad_scaler_config"]["enabled"] is True
-    assert config["training"]["accumulate_gradient"] > 1
+    # float32 with no loss scaling: the settings measured on an H100 (docs/gpu.md)
+    assert model["mixed_precision"] is False
+    assert model["grad_scaler_config"]["enabled"] is False
+    assert isinstance(model["grad_scaler_config"]["init_scale"], float)
+    assert config["training"]["accumulate_gradient"] == 1
     batcher = config["training"]["batcher"]["@batchers"]
     assert batcher in ("spacy.batch_by_padded.v1", "spacy.batch_by_words.v1")
     # Untouched settings survive the merge.
     assert model["window"] == 128 and config["components"]["spancat"]["spans_key"] == "sc"
-    assert find_mixed_precision(config) == find_grad_scaling(config) == ["components.transformer.model"]
+    assert find_mixed_precision(config) == find_grad_scaling(config) == []
+
+
+FP16 = {
+    "components.transformer.model.mixed_precision": True,
+    "components.transformer.model.grad_scaler_config.enabled": True,
+}
+
+
+def test_fp16_with_an_integer_init_scale_is_refused_on_the_gpu():
+    """thinc makes the scale with torch.full((1,), init_scale): an int gives an
+    int64 tensor and torch's scale update fails at the first step (seen on an
+    H100: "current_scale must be a float tensor")."""
+    torch = pytest.importorskip("torch")
+    assert torch.full((1,), 32768).dtype == torch.int64
+    config = load_training_config(BASE_CFG, 0, GPU_CFG, FP16)
+    assert find_grad_scaling(config) == ["components.transformer.model"]
+    assert check_config_for_device(config, 0) == []
+    bad = load_training_config(
+        BASE_CFG, 0, GPU_CFG, {**FP16, "components.transformer.model.grad_scaler_config.init_scale": 32768}
+    )
+    with pytest.raises(GpuConfigError) as err:
+        check_config_for_device(bad, 0)
+    assert "init_scale = 32768 is an integer" in str(err.value)
+    assert "init_scale = 32768.0" in str(err.value)
 
 
 def test_cpu_run_does_not_merge_the_gpu_config():
@@ -379,11 +405,15 @@ def test_merged_config_builds_and_reaches_the_torch_shim(tiny_bert):
     config = load_training_config(BASE_CFG, 0, GPU_CFG, {"paths.transformer": str(tiny_bert)})
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     training = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
-    assert training["accumulate_gradient"] == 3
+    assert training["accumulate_gradient"] == 1
     assert training["gpu_allocator"] == "pytorch"
     shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
-    assert shim._mixed_precision is True
-    assert shim._grad_scaler._enabled is True
+    assert shim._mixed_precision is False
+    assert shim._grad_scaler._enabled is False
+    # fp16 turned on from the command line arrives in the shim too
+    fp16 = load_training_config(BASE_CFG, 0, GPU_CFG, {**FP16, "paths.transformer": str(tiny_bert)})
+    shim = load_model_from_config(fp16, auto_fill=True).get_pipe("transformer").model.layers[0].shims[0]
+    assert shim._mixed_precision is True and shim._grad_scaler._enabled is True
 
 
 def test_gpu_config_errors_name_the_file(tmp_path):
@@ -404,7 +434,7 @@ def test_gpu_config_errors_name_the_file(tmp_path):
 
 
 def test_gradient_scaling_on_the_cpu_is_refused_up_front():
-    config = load_training_config(BASE_CFG, 0, GPU_CFG)
+    config = load_training_config(BASE_CFG, 0, GPU_CFG, FP16)
     with pytest.raises(GpuConfigError) as err:
         check_config_for_device(config, -1)
     assert "gradient scaling is on in [components.transformer.model]" in str(err.value)
@@ -416,9 +446,7 @@ def test_gradient_scaling_on_the_cpu_is_refused_up_front():
     )
     assert find_grad_scaling(implied) == ["components.transformer.model"]
     # Scaler off: mixed precision alone trains on the CPU; a note, not an error.
-    off = load_training_config(
-        BASE_CFG, 0, GPU_CFG, {"components.transformer.model.grad_scaler_config.enabled": False}
-    )
+    off = load_training_config(BASE_CFG, 0, GPU_CFG, {"components.transformer.model.mixed_precision": True})
     notes = check_config_for_device(off, -1)
     assert len(notes) == 1 and "does nothing on the CPU" in notes[0]
 
@@ -459,7 +487,7 @@ def test_train_cli_stops_before_any_work(system, tmp_path, train_script):
 
 def test_train_cli_refuses_gradient_scaling_on_the_cpu(tmp_path, train_script):
     merged = tmp_path / "merged.cfg"
-    load_training_config(BASE_CFG, 0, GPU_CFG).to_disk(merged)
+    load_training_config(BASE_CFG, 0, GPU_CFG, FP16).to_disk(merged)
     result = CliRunner().invoke(train_script.app, [str(merged), str(tmp_path / "out"), "--gpu-id", "-1"])
     assert result.exit_code == 1
     assert "gradient scaling is on" in result.output
@@ -493,8 +521,8 @@ def test_weasel_gpu_id_0_trains_with_the_gpu_config(system, monkeypatch, tmp_pat
     assert seen["gpu"] == 0 and seen["trained"]
     config = seen["config"]
     assert config["system"]["gpu_allocator"] == "pytorch"
-    assert config["components"]["transformer"]["model"]["mixed_precision"] is True
-    assert config["training"]["accumulate_gradient"] == 3
+    assert config["components"]["transformer"]["model"]["mixed_precision"] is False
+    assert config["training"]["batcher"]["size"] == 2000
     # the project's vars still win over gpu.cfg
     assert config["training"]["max_steps"] == project["vars"]["max_steps"]
     assert system["activated"] == (0, "pytorch")
@@ -553,7 +581,7 @@ print(json.dumps({
 
 @pytest.mark.slow
 def test_gpu_settings_pipeline_packages_and_predicts_on_cpu(tiny_bert, tmp_path):
-    """Train with configs/gpu.cfg merged but --gpu-id -1, package the result
+    """Train with configs/gpu.cfg merged (fp16 turned on) but --gpu-id -1, package the result
     as a wheel with the architecture bundled, install it into a folder of its
     own and load it in a fresh CPU-only process.
 
@@ -569,7 +597,7 @@ def test_gpu_settings_pipeline_packages_and_predicts_on_cpu(tiny_bert, tmp_path)
     """
     _write_docbins(tmp_path)
     merged = tmp_path / "gpu_merged.cfg"
-    load_training_config(BASE_CFG, 0, GPU_CFG).to_disk(merged)
+    load_training_config(BASE_CFG, 0, GPU_CFG, FP16).to_disk(merged)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false"}
     train = subprocess.run(
         [sys.executable, "-m", "scripts.train", str(merged), str(tmp_path / "training"),
@@ -584,7 +612,7 @@ def test_gpu_settings_pipeline_packages_and_predicts_on_cpu(tiny_bert, tmp_path)
     assert "Device: NumpyOps on CPU" in train.stdout
     model_dir = tmp_path / "training" / "model-last"
     saved = Config().from_disk(model_dir / "config.cfg", interpolate=False)
-    assert saved["training"]["accumulate_gradient"] == 3
+    assert saved["training"]["accumulate_gradient"] == 1
     assert saved["system"]["gpu_allocator"] == "pytorch"
     saved["components"]["transformer"]["model"]["grad_scaler_config"]["enabled"] = True
     saved.to_disk(model_dir / "config.cfg")

@@ -467,6 +467,23 @@ def find_grad_scaling(config: Config) -> List[str]:
     return [path for path, _, scaling in _precision_blocks(config) if scaling]
 
 
+def _check_init_scale(config: Config, scaling: List[str]) -> None:
+    """thinc's scaler makes its scale with `torch.full((1,), init_scale)`: an
+    integer there gives an int64 tensor, and torch's scale update then fails at
+    the first optimizer step ("current_scale must be a float tensor"), after
+    the whole initialisation. Seen on an H100 with torch 2.11."""
+    nodes = dict(_walk(dict(config)))
+    for block in scaling:
+        scaler = nodes.get(tuple(block.split(".")), {}).get("grad_scaler_config") or {}
+        value = scaler.get("init_scale")
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise GpuConfigError(
+                f"[{block}.grad_scaler_config] init_scale = {value} is an integer: thinc "
+                "then keeps the loss scale as an integer tensor and torch's scale update "
+                f"fails at the first step. Write it as a float: init_scale = {float(value)}"
+            )
+
+
 def check_config_for_device(config: Config, gpu_id: int) -> List[str]:
     """Refuse, before training starts, a config that cannot train on the device.
 
@@ -479,11 +496,13 @@ def check_config_for_device(config: Config, gpu_id: int) -> List[str]:
     config (Config): The merged training config.
     gpu_id (int): The device the run uses.
     RETURNS (List[str]): Notes worth printing (mixed precision that does nothing).
-    RAISES (GpuConfigError): Gradient scaling on the CPU.
+    RAISES (GpuConfigError): Gradient scaling on the CPU, or an integer
+        init_scale for the scaler on the GPU.
     """
-    if gpu_id >= 0:
-        return []
     scaling = find_grad_scaling(config)
+    if gpu_id >= 0:
+        _check_init_scale(config, scaling)
+        return []
     if scaling:
         fixes = " ".join(f"--{b}.grad_scaler_config.enabled false" for b in scaling)
         raise GpuConfigError(
