@@ -13,7 +13,7 @@ from biomed_spancat.ingest.startup import torch_hidden
 with torch_hidden():  # converting never runs a model: skip loading torch (a third of the run time)
     from biomed_spancat.ingest.convert import ConvertOptions, convert
     from biomed_spancat.ingest.readers import ReadOptions
-    from biomed_spancat.ingest.report import print_summary
+    from biomed_spancat.ingest.report import nothing_kept, print_summary
     from biomed_spancat.ingest.tasks import IngestError
 
 
@@ -84,6 +84,13 @@ def main(
     except IngestError as err:
         msg.fail("convert failed", str(err), exits=1)
     print_summary(report)
+    empty = nothing_kept(report)
+    if empty:  # never end with exit 0 when a source gave nothing
+        msg.fail(
+            "a source gave no training data",
+            "\n".join(empty) + f"\nEvery rejected task is listed in {report['outputs']['rejections']}.",
+            exits=1,
+        )
 
 
 if __name__ == "__main__":

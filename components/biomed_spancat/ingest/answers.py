@@ -61,14 +61,14 @@ def answer_kind(data: Dict[str, Any]) -> Optional[str]:
         return None
     spans = data.get("spans")
     spans = [s for s in spans if isinstance(s, dict)] if isinstance(spans, list) else []
-    if any(s.get("answer") is not None for s in spans):
-        return "span answers"
     if any(key in s for s in spans for key in MODEL_SPAN_KEYS):
         return "ner.teach"
     if not data.get("tokens") and any("source" in s or "input_hash" in s for s in spans):
         return "ner.teach"
     if spans and ("score" in data or "priority" in data):
         return "ner.teach"
+    if any(s.get("answer") is not None for s in spans):
+        return "span answers"
     return None
 
 

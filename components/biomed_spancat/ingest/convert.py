@@ -230,7 +230,8 @@ def _read(
                     reason, detail = excluded
                     keys = answer_keys(task, validate_options) if reason == "answer_reject" else None
                     if keys is not None:  # it withdraws this annotator's earlier accepts
-                        grouper.withdraw(keys, task.origin, task.role)
+                        review = task.data.get("_view_id") == "review" or "versions" in task.data
+                        grouper.withdraw(keys, task.origin, task.role, review)
                     ledger.reject(task, reason, detail)
                     continue
             grouper.add(validate_task(task, validate_options, ledger))

@@ -8,7 +8,9 @@ hash, are never merged). Within a group:
    collapse to one and are counted as duplicates;
 2. one annotator, several answers: their latest answer (`_timestamp`, then
    the order read) is theirs. A later `reject` withdraws their earlier
-   accepts (rejected as `withdrawn_by_later_reject`); an earlier accept
+   accepts (rejected as `withdrawn_by_later_reject`; under the `review`
+   policy, a review answered reject withdraws every accept of the input,
+   `withdrawn_by_review_reject`); an earlier accept
    replaced by a later accept is merged away and counted as `superseded`.
    A task that names no annotator (`_annotator_id`, `_session_id`) is taken
    as the same unknown annotator as every other such task of its source;
@@ -47,6 +49,9 @@ class Withdrawal:
     origin (Origin): Where the reject was read.
     doc_key (str): The document of the input.
     role (str): train, dev or test.
+    is_review (bool): A reject from the `review` recipe: under the `review`
+        policy, when it is the latest review of the input, it withdraws every
+        accept of the input.
     """
 
     annotator: str
@@ -54,10 +59,11 @@ class Withdrawal:
     origin: Origin
     doc_key: str
     role: str
+    is_review: bool = False
 
     @classmethod
-    def from_keys(cls, keys: AnswerKeys, origin: Origin, role: str) -> "Withdrawal":
-        return cls(keys.annotator, keys.timestamp, origin, keys.doc_key, role)
+    def from_keys(cls, keys: AnswerKeys, origin: Origin, role: str, is_review: bool = False) -> "Withdrawal":
+        return cls(keys.annotator, keys.timestamp, origin, keys.doc_key, role, is_review)
 
 
 Answer = Union[Annotation, Withdrawal]
@@ -71,23 +77,30 @@ class Grouper:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self.groups: "OrderedDict[Tuple, List[Answer]]" = OrderedDict()
-        self.seen: Dict[Tuple, set] = {}
+        self.seen: Dict[Tuple, Dict[bytes, Annotation]] = {}
 
     def add(self, annotation: Annotation) -> bool:
-        """Add one annotation. RETURNS (bool): False when it was a duplicate."""
+        """Add one annotation; of two exact duplicates the one answered (or
+        read) last stays, so that it keeps its place among that annotator's
+        answers. RETURNS (bool): False when it was a duplicate."""
         key = annotation.group_key
-        digests = self.seen.setdefault(key, set())
-        if annotation.dedup_key in digests:
+        digests = self.seen.setdefault(key, {})
+        versions = self.groups.setdefault(key, [])
+        old = digests.get(annotation.dedup_key)
+        if old is not None:
             self.ledger.duplicates += 1
-            return False
-        digests.add(annotation.dedup_key)
-        self.groups.setdefault(key, []).append(annotation)
-        return True
+            if annotation.timestamp < old.timestamp:
+                return False
+            versions[:] = [v for v in versions if v is not old]
+        digests[annotation.dedup_key] = annotation
+        versions.append(annotation)
+        return old is None
 
-    def withdraw(self, keys: AnswerKeys, origin: Origin, role: str) -> None:
+    def withdraw(self, keys: AnswerKeys, origin: Origin, role: str, is_review: bool = False) -> None:
         """Record a reject (already counted as rejected) so that it withdraws
-        the same annotator's earlier accepts of the same input."""
-        self.groups.setdefault(keys.group_key, []).append(Withdrawal.from_keys(keys, origin, role))
+        the same annotator's earlier accepts of the same input (and, from the
+        `review` recipe under the `review` policy, every accept of it)."""
+        self.groups.setdefault(keys.group_key, []).append(Withdrawal.from_keys(keys, origin, role, is_review))
 
     def doc_sizes(self, role: str = "train") -> Counter:
         """RETURNS (Counter): Document key -> number of inputs (one kept doc
@@ -120,20 +133,36 @@ def _latest(versions: Iterable[Annotation]) -> Annotation:
     return best
 
 
-def _withdraw(versions: List[Answer], ledger: Ledger) -> List[Annotation]:
-    """Drop every accept that its annotator's later reject withdrew (counted
-    as rejected); RETURNS the accepts that stand, in read order."""
+def _withdraw(versions: List[Answer], policy: str, ledger: Ledger) -> List[Annotation]:
+    """Drop every accept that a later reject withdrew (counted as rejected):
+    its annotator's own, or under the `review` policy a review's that is the
+    latest review of the input. RETURNS the accepts that stand, in read order."""
     last_reject: Dict[str, Tuple[float, int, Withdrawal]] = {}
+    last_review: Optional[Tuple[float, int, Answer]] = None
     for i, v in enumerate(versions):
         if isinstance(v, Withdrawal):
             if v.annotator not in last_reject or (v.timestamp, i) >= last_reject[v.annotator][:2]:
                 last_reject[v.annotator] = (v.timestamp, i, v)
+        if v.is_review and (last_review is None or (v.timestamp, i) >= last_review[:2]):
+            last_review = (v.timestamp, i, v)
+    review_reject = last_review[2] if policy == "review" and last_review is not None else None
+    if not isinstance(review_reject, Withdrawal):
+        review_reject = None
     standing: List[Annotation] = []
     for i, v in enumerate(versions):
         if not isinstance(v, Annotation):
             continue
         later = last_reject.get(v.annotator)
-        if later is not None and (v.timestamp, i) < later[:2]:
+        if review_reject is not None:
+            ledger.withdrawn += 1
+            ledger.reject_origin(
+                v.origin,
+                "withdrawn_by_review_reject",
+                f"the review of this input answered 'reject' ({review_reject.origin})",
+                v.input_hash,
+                v.text,
+            )
+        elif later is not None and (v.timestamp, i) < later[:2]:
             ledger.withdrawn += 1
             ledger.reject_origin(
                 v.origin,
@@ -174,7 +203,7 @@ def merge_group(versions: List[Answer], policy: str, ledger: Ledger) -> Optional
     """
     if policy not in MERGE_POLICIES:
         raise ValueError(f"unknown merge policy '{policy}' (choose from {', '.join(MERGE_POLICIES)})")
-    standing = _withdraw(versions, ledger)
+    standing = _withdraw(versions, policy, ledger)
     if not standing:
         return None
     if len(standing) == 1:

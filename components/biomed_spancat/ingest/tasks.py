@@ -213,7 +213,7 @@ class Ledger:
                 "groups_merged": self.groups_merged,
                 "groups_with_disagreement": self.groups_with_disagreement,
                 "superseded": self.superseded,
-                "withdrawn_by_later_reject": self.withdrawn,
+                "withdrawn": self.withdrawn,
                 "disagreements_per_label": dict(sorted(self.disagreements.items())),
             },
             "binary_answers": dict(sorted(self.binary.items())),

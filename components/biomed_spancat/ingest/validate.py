@@ -145,7 +145,7 @@ def _make_tokenizer(lang: str) -> Any:
     of MB for a conversion that never runs a model)."""
     from spacy.tokenizer import Tokenizer
     from spacy.util import compile_infix_regex, compile_prefix_regex, compile_suffix_regex, get_lang_class
-    from spacy.vocab import create_vocab
+    from spacy.vocab import Vocab
 
     cls = get_lang_class(lang)
     defaults = cls.Defaults
@@ -154,8 +154,10 @@ def _make_tokenizer(lang: str) -> Any:
         import spacy  # a language with its own tokenizer (zh, ja, ko...): let spaCy build it
 
         return spacy.blank(lang).tokenizer
+    # a bare vocab: lexical attributes (like_num, norms...) play no part in tokenizing, and
+    # computing them for every new word is a third of the time
     return Tokenizer(
-        create_vocab(lang, defaults),
+        Vocab(),
         rules=defaults.tokenizer_exceptions,
         prefix_search=compile_prefix_regex(defaults.prefixes).search if defaults.prefixes else None,
         suffix_search=compile_suffix_regex(defaults.suffixes).search if defaults.suffixes else None,
@@ -168,13 +170,13 @@ def _make_tokenizer(lang: str) -> Any:
 def _tokenize(text: str, lang: str) -> Tuple[List[str], List[bool], List[int], List[int]]:
     if lang not in _TOKENIZERS:
         _TOKENIZERS[lang] = _make_tokenizer(lang)
-    doc = _TOKENIZERS[lang](text)
-    return (
-        [t.text for t in doc],
-        [bool(t.whitespace_) for t in doc],
-        [t.idx for t in doc],
-        [t.idx + len(t.text) for t in doc],
-    )
+    from spacy.attrs import IDX, LENGTH, SPACY
+
+    # one array read instead of a Token object per token and attribute
+    rows = _TOKENIZERS[lang](text).to_array([IDX, LENGTH, SPACY]).tolist()
+    starts = [r[0] for r in rows]
+    ends = [r[0] + r[1] for r in rows]
+    return [text[s:e] for s, e in zip(starts, ends)], [bool(r[2]) for r in rows], starts, ends
 
 
 def _is_int(value: Any) -> bool:
