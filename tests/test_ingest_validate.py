@@ -353,7 +353,8 @@ def test_annotator_ids_are_pseudonyms():
     who, known = annotator_id({"_annotator_id": "ds-alice@clinic.org", "_session_id": "x"}, origin)
     assert (who, known) == (pseudonym("ds-alice@clinic.org", "prodigy"), True)
     assert "alice" not in who and who.startswith("prodigy:")
-    assert annotator_id({"_session_id": "ds-bob@clinic.org"}, origin) == (pseudonym("ds-bob@clinic.org", "prodigy"), True)
+    bob = pseudonym("ds-bob@clinic.org", "prodigy")
+    assert annotator_id({"_session_id": "ds-bob@clinic.org"}, origin) == (bob, True)
     # already opaque ids from another tool's reader stay as they are
     assert annotator_id({"_annotator_id": "labelstudio:0123456789"}, origin) == ("labelstudio:0123456789", True)
     assert annotator_id({"_annotator_id": "labelstudio:17"}, origin) == (pseudonym("17", "labelstudio"), True)

@@ -158,7 +158,8 @@ def resolve_sources(
             found.update(chosen)
             if chosen:
                 plan.append((source, chosen, role))
-                described.append({"source": shown, "format": reader.name, "role": role, "datasets": [public[n] for n in chosen]})
+                shown_names = [public[n] for n in chosen]
+                described.append({"source": shown, "format": reader.name, "role": role, "datasets": shown_names})
         skipped = [n for n in sessions if not options.include_sessions and n not in found]
         if skipped:
             described.append({"source": shown, "skipped_session_datasets": [public[n] for n in skipped]})

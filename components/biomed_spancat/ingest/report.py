@@ -119,20 +119,17 @@ def nothing_kept(report: Dict[str, Any]) -> List[str]:
         sources = ", ".join(s["source"] for s in report.get("sources", []) if "source" in s and "role" in s)
         return [f"nothing was read from {sources or 'the sources'}: they hold no tasks"]
     reasons = report["rejected_by_reason"]
+    top = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    why = "; ".join(f"{reason} {count}: {REASON_ADVICE.get(reason, 'see rejections.jsonl')}" for reason, count in top)
     by_source = report.get("rejected_by_source", {})
     for source, n in report["read_by_source"].items():
         if n and by_source.get(source, 0) == n and n != report["read"]:
             messages.append(f"nothing was kept from {source}: all {n} tasks read from it were rejected")
     if report["kept"] == 0:
-        top = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-        why = "; ".join(f"{reason} {count}: {REASON_ADVICE.get(reason, 'see rejections.jsonl')}" for reason, count in top)
         messages.append(
             f"nothing was kept from {', '.join(report['read_by_source'])}: read {report['read']} tasks, rejected {report['rejected']}, merged "
             f"{report['merged']}, duplicates {report['duplicates']}. Most common reasons: {why}"
         )
     elif messages:
-        top = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-        messages.append(
-            "most common reasons: " + "; ".join(f"{r} {c}: {REASON_ADVICE.get(r, 'see rejections.jsonl')}" for r, c in top)
-        )
+        messages.append(f"most common reasons: {why}")
     return messages

@@ -354,7 +354,9 @@ def _offsets(k: int, span: Dict[str, Any], label: str, length: int) -> Tuple[int
     if start > end:
         raise Rejection("span_out_of_range", f"span {k} ({label}) [{start}:{end}] ends before it starts")
     if not (0 <= start < end <= length):
-        raise Rejection("span_out_of_range", f"span {k} ({label}) [{start}:{end}] is outside the text (length {length})")
+        raise Rejection(
+            "span_out_of_range", f"span {k} ({label}) [{start}:{end}] is outside the text (length {length})"
+        )
     return start, end
 
 

@@ -290,20 +290,23 @@ def anonymous(t):
 
 def prodigy_shapes():
     PROD.mkdir(exist_ok=True)
-    tok = {"with_tokens": True}
     write(
         "prodigy/spans_manual.jsonl",
         [
-            task(SOX, [("Sox9", "PR"), ("Sox9 binds DNA", "GO_MF"), ("DNA", "CHEBI")], annotator="sm", meta={"doc_id": "s1"}),
+            task(
+                SOX, [("Sox9", "PR"), ("Sox9 binds DNA", "GO_MF"), ("DNA", "CHEBI")], annotator="sm", meta={"doc_id": "s1"}
+            ),
             task("Shh is expressed in the notochord.", [("Shh", "PR"), ("notochord", "UBERON")], annotator="sm",
                  meta={"doc_id": "s2"}, ts=110),
-            task("Pax6 in the eye.", [("Pax6", "PR"), ("eye", "UBERON")], annotator="sm", meta={"doc_id": "s3"}, ts=120),
+            task(
+                "Pax6 in the eye.", [("Pax6", "PR"), ("eye", "UBERON")], annotator="sm", meta={"doc_id": "s3"}, ts=120
+            ),
             task("Wnt signalling in the gut.", [("Wnt", "PR")], answer="reject", annotator="sm", meta={"doc_id": "s4"}),
             task("Gata4 in the heart.", [], answer="ignore", annotator="sm", meta={"doc_id": "s5"}),
         ],
     )
     correct = task("Nkx2-5 marks the heart.", [("Nkx2-5", "PR"), ("heart", "UBERON")], view="ner_manual",
-                   annotator="nm", meta={"doc_id": "n3"}, **tok)
+                   annotator="nm", meta={"doc_id": "n3"})
     for span in correct["spans"][:1]:
         span.update(source="en_core_sci_sm", input_hash=correct["_input_hash"])
     write(
