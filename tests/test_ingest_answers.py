@@ -222,6 +222,7 @@ def _db(tmp_path):
         return lines(PROD / f"{name}.jsonl")
 
     alice = [t for t in tasks("identities") if t.get("_session_id") == SESSION]
+    alice.append(b'{"text": "cut short')  # unparseable: its origin still names the session dataset
     return write_prodigy_sqlite(
         tmp_path / "prodigy.db",
         {"bio": tasks("spans_manual") + tasks("identities"), "bio_teach": tasks("ner_teach"), SESSION: alice},
@@ -239,10 +240,13 @@ def test_exact_ledger_of_a_prodigy_sqlite_database(tmp_path):
         {"source": str(db), "format": "sqlite", "role": "train", "datasets": ["bio", "bio_teach"]},
         {"source": str(db), "skipped_session_datasets": [pseudonym(SESSION, "prodigy")]},
     ]
-    # with the session dataset: its 4 answers are read again; the two accepts are exact duplicates
+    # with the session dataset: its 4 answers are read again (the two accepts are exact duplicates)
+    # and its broken row
     report = convert([str(db)], tmp_path / "s", ConvertOptions(eval_split=0.0, include_sessions=True))
-    assert tuple(report[k] for k in KEYS) == (20, 4, 12, 2, 2)
-    assert report["rejected_by_reason"]["answer_reject"] == 3
+    assert tuple(report[k] for k in KEYS) == (21, 4, 13, 2, 2)
+    assert report["rejected_by_reason"]["answer_reject"] == 3 and report["rejected_by_reason"]["malformed_json"] == 1
+    (broken,) = [r for r in lines(tmp_path / "s" / "rejections.jsonl") if r["reason"] == "malformed_json"]
+    assert broken["dataset"] == pseudonym(SESSION, "prodigy")
     assert report["binary_answers"] == {"ner.teach accept": 4, "ner.teach reject": 1}
     assert report["sources"][0]["datasets"] == ["bio", "bio_teach", pseudonym(SESSION, "prodigy")]
 

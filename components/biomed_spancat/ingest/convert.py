@@ -210,14 +210,15 @@ def _read(
     )
     grouper = Grouper(ledger)
     binary: List[Annotation] = []
+    sessions = _session_datasets(plan, options)
     stream: Iterator[Task] = iter_sources(plan, options.read, options.fmt)
     if progress is not None:
         stream = progress(stream)
     for task in stream:
         ledger.count_read(task)
+        _hide_session_dataset(task, sessions)
         try:
             if task.data is not None:
-                _hide_session_dataset(task)
                 kind = answer_kind(task.data)
                 if kind is not None:
                     answer = task.data.get("answer")
@@ -241,14 +242,29 @@ def _read(
     return grouper, binary
 
 
-def _hide_session_dataset(task: Task) -> None:
+def _session_datasets(plan: List[Tuple[str, Optional[List[str]], str]], options: ConvertOptions) -> Set[str]:
+    """The names of the per-session datasets that the plan reads (only
+    `--include-sessions` or naming one reads them)."""
+    names: Set[str] = set()
+    for source, datasets, _ in plan:
+        reader = get_reader(source, options.fmt)
+        if datasets and reader.list_datasets is not None:
+            infos = reader.list_datasets(source, options.read)
+            names.update(d.name for d in infos if d.session and d.name in datasets)
+    return names
+
+
+def _hide_session_dataset(task: Task, sessions: Set[str]) -> None:
     """A Prodigy session dataset is named after the session (`_session_id`,
     e.g. "dataset-alice@clinic.org"): name it by its pseudonym wherever the
-    task's origin is written (rejections, report, DocBins)."""
+    task's origin is written (rejections, report, DocBins). A dataset is a
+    session's when the database says so, or when a task names it as its
+    `_session_id`/`_annotator_id` (a db-out file of a session dataset)."""
     data, origin = task.data, task.origin
-    if data is not None and origin.dataset is not None and origin.dataset in (
-        data.get("_session_id"),
-        data.get("_annotator_id"),
+    if origin.dataset is None:
+        return
+    if origin.dataset in sessions or (
+        data is not None and origin.dataset in (data.get("_session_id"), data.get("_annotator_id"))
     ):
         task.origin = replace(origin, dataset=pseudonym(origin.dataset, "prodigy"))
 
