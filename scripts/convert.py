@@ -48,7 +48,9 @@ def main(
     ),
     include_sessions: bool = typer.Option(False, help="Also read Prodigy's per-session datasets"),
     keep_binary: bool = typer.Option(
-        False, help="Write binary answers (ner.teach) to binary.spacy (still excluded from training)"
+        False,
+        help="Write binary answers (ner.teach, spans.teach) to binary.spacy: accepted spans under "
+        "<key>_accepted and as entities (other tokens missing), rejected under <key>_rejected; never trained on",
     ),
     format: Optional[str] = typer.Option(
         None, "--format", help="Force a reader format (jsonl, jsonl_dir, sqlite, postgresql, ...)"

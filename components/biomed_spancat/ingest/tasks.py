@@ -105,6 +105,12 @@ class Ledger:
     rejections_file (Optional[IO[str]]): Where each rejected task is written as
         one JSON line (source, line/row, reason, detail) as soon as it is
         rejected, so the file streams and nothing is held in memory.
+
+    Besides the four buckets: `superseded` (accepts replaced by the same
+    annotator's later accept; part of `merged`), `withdrawn` (accepts
+    withdrawn by a later reject; part of `rejected`), `binary` (binary
+    answers by "<kind> <answer>", e.g. "ner.teach accept"), and
+    `rejected_by_source` (to tell a source of which nothing was kept).
     """
 
     rejections_file: Optional[IO[str]] = None

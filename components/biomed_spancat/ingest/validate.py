@@ -10,10 +10,13 @@ span is snapped by the alignment policy:
 - `expand`: the span grows to every token it touches;
 - `contract`: the span shrinks to the tokens it covers entirely.
 
-Every span is checked: character offsets inside the text, `token_start <=
-token_end`, token offsets consistent with character offsets, a non-empty
-label; with a label set, unknown labels reject the task (or, asked, only
-the span is dropped and counted).
+Every span is checked: integer character offsets (`"12"` is refused as
+non-integer), a non-empty span inside the text, `token_start <= token_end`,
+token offsets consistent with character offsets, a non-empty label; with a
+label set, unknown labels reject the task (or, asked, only the span is
+dropped and counted). A span whose own `answer` is `reject` (or `ignore`) is
+never a positive span. Annotator ids become opaque pseudonyms here, before
+anything could write them.
 """
 
 import hashlib
