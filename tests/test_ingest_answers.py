@@ -274,8 +274,15 @@ def test_no_annotator_identity_reaches_any_output(tmp_path):
         assert where in raw  # the fixture has them
     assert '"sessions": ["ids-alice@clinic.org"]' in raw and '"user": {"email": "alice@' in raw
     db = _db(tmp_path)
+    # a folder as `prodigy db-out` writes it, with a session dataset's file named after the session
+    folder = tmp_path / "db_out"
+    folder.mkdir()
+    (folder / "bio.jsonl").write_text(raw, encoding="utf8")
+    session = [json.dumps(t) for t in lines(PROD / "identities.jsonl") if t["_session_id"] == SESSION]
+    (folder / f"{SESSION}.jsonl").write_text("\n".join(session + ['{"cut short']) + "\n", encoding="utf8")
     runs = [
         ([PROD / "identities.jsonl"], ["--keep-binary"]),
+        ([folder], ["--keep-binary"]),
         ([db], ["--keep-binary", "--include-sessions"]),
         ([db], []),
         ([db], ["--datasets", "nope"]),  # an error that lists the datasets
@@ -285,7 +292,7 @@ def test_no_annotator_identity_reaches_any_output(tmp_path):
         result = cli(*sources, out, "--eval-split", "0", *flags)
         assert result.exception is None or isinstance(result.exception, SystemExit), result.output
         text = result.output + (_all_output_text(out) if out.exists() else "")
-        if i == 3:
+        if i == 4:
             assert result.exit_code == 1 and pseudonym(SESSION, "prodigy") in result.text
         else:
             assert result.exit_code == 0, result.output

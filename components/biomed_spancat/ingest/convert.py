@@ -203,20 +203,22 @@ def _read(
     options: ConvertOptions,
     ledger: Ledger,
     progress: Optional[Progress],
+    sessions: Set[str],
 ) -> Tuple[Grouper, List[Annotation]]:
-    """Read, classify and validate every task; group the complete ones."""
+    """Read, classify and validate every task; group the complete ones.
+    `sessions` receives the names of the session datasets read."""
     validate_options = ValidateOptions(
         align=options.align, labels=options.labels, rename=options.rename, unknown_labels=options.unknown_labels
     )
     grouper = Grouper(ledger)
     binary: List[Annotation] = []
-    sessions = _session_datasets(plan, options)
+    sessions.update(_session_datasets(plan, options))
     stream: Iterator[Task] = iter_sources(plan, options.read, options.fmt)
     if progress is not None:
         stream = progress(stream)
     for task in stream:
-        ledger.count_read(task)
         _hide_session_dataset(task, sessions)
+        ledger.count_read(task)
         try:
             if task.data is not None:
                 kind = answer_kind(task.data)
@@ -259,14 +261,19 @@ def _hide_session_dataset(task: Task, sessions: Set[str]) -> None:
     e.g. "dataset-alice@clinic.org"): name it by its pseudonym wherever the
     task's origin is written (rejections, report, DocBins). A dataset is a
     session's when the database says so, or when a task names it as its
-    `_session_id`/`_annotator_id` (a db-out file of a session dataset)."""
+    `_session_id`/`_annotator_id` (a db-out file of a session dataset: from
+    that row on, `sessions` holds its name)."""
     data, origin = task.data, task.origin
     if origin.dataset is None:
         return
     if origin.dataset in sessions or (
         data is not None and origin.dataset in (data.get("_session_id"), data.get("_annotator_id"))
     ):
-        task.origin = replace(origin, dataset=pseudonym(origin.dataset, "prodigy"))
+        sessions.add(origin.dataset)  # its later rows too, also those that cannot be parsed
+        hidden = pseudonym(origin.dataset, "prodigy")
+        # a db-out file is named after its dataset: hide the name in its path too
+        source = origin.source.replace(origin.dataset, hidden) if origin.line is not None else origin.source
+        task.origin = replace(origin, source=source, dataset=hidden)
 
 
 def _sum_stats(parts: Iterable[SpanStats]) -> SpanStats:
@@ -309,7 +316,11 @@ def convert(
     ledger = Ledger(rejections_file=rejections)
     try:
         with fast_msgpack():
-            grouper, binary = _read(plan, options, ledger, progress)
+            sessions: Set[str] = set()
+            grouper, binary = _read(plan, options, ledger, progress, sessions)
+            for entry in selection["sources"]:  # session datasets found while reading (db-out folders)
+                if "datasets" in entry:
+                    entry["datasets"] = [pseudonym(n, "prodigy") if n in sessions else n for n in entry["datasets"]]
             t_read = time.perf_counter()
             # split the training documents; dev/test sources go where they were asked
             has_dev, has_test = bool(grouper.doc_sizes("dev")), bool(grouper.doc_sizes("test"))
