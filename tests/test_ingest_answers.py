@@ -193,6 +193,12 @@ def test_several_answers_to_one_input(tmp_path):
     # without annotator ids, versions that differ are disagreements (A: DNA; E: limb bud);
     # one named annotator revising their answer is not (G)
     assert report["merge"]["disagreements_per_label"] == {"CHEBI": 1, "UBERON": 1}
+    printed = cli(PROD / "repeated.jsonl", tmp_path / "cli", "--eval-split", "0")
+    assert printed.exit_code == 0, printed.output
+    assert "merge 'majority': 3 inputs had several versions, 2 with disagreements" in printed.text
+    assert "one annotator, several answers: 3 superseded by a later accept, 4 withdrawn by a later reject" in (
+        printed.text
+    )
 
 
 def test_latest_policy_on_repeated_answers(tmp_path):
@@ -313,6 +319,7 @@ def test_a_source_of_binary_answers_only_exits_non_zero_and_says_why(tmp_path):
         "annotations: correct them with spans.correct/ner.correct, or keep them apart with --keep-binary"
     ) in result.text
     assert "rejections.jsonl" in result.text
+    assert "binary answers excluded: ner.teach accept 3, ner.teach ignore 1, ner.teach reject 1" in result.text
 
 
 def test_one_fully_rejected_source_among_good_ones_exits_non_zero(tmp_path):
