@@ -8,9 +8,10 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.ingest.startup import torch_hidden
+from biomed_spancat.ingest.startup import spacy_cli_deferred, torch_hidden
 
-with torch_hidden():  # converting never runs a model: skip loading torch (a third of the run time)
+# converting never runs a model nor spaCy's CLI: skip loading torch and spacy.cli (most of the start-up)
+with torch_hidden(), spacy_cli_deferred():
     from biomed_spancat.ingest.convert import ConvertOptions, convert
     from biomed_spancat.ingest.readers import ReadOptions
     from biomed_spancat.ingest.report import nothing_kept, print_summary

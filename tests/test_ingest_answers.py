@@ -358,7 +358,7 @@ try:
     runpy.run_module("scripts.convert", run_name="__main__")
 except SystemExit as exit:
     code = exit.code
-print("torch loaded:", "torch" in sys.modules, "exit:", code)
+print("spacy.cli loaded:", "spacy.cli" in sys.modules, "torch loaded:", "torch" in sys.modules, "exit:", code)
 """
 
 
@@ -380,6 +380,25 @@ def test_a_token_less_export_converts_without_importing_torch(tmp_path):
             cwd=ROOT,
             timeout=300,
         )
-        assert result.stdout.strip().endswith("torch loaded: False exit: 0"), result.stdout + result.stderr
+        assert result.stdout.strip().endswith("spacy.cli loaded: False torch loaded: False exit: 0"), result.stdout + result.stderr
         report = json.loads((out / "report.json").read_text(encoding="utf8"))
         assert report["kept"] > 0
+
+
+def test_spacy_cli_is_deferred_without_a_trace():
+    code = (
+        "import sys\n"
+        "from biomed_spancat.ingest.startup import spacy_cli_deferred, torch_hidden\n"
+        "with torch_hidden(), spacy_cli_deferred():\n"
+        "    import spacy\n"
+        "assert 'spacy.cli' not in sys.modules and 'spacy.cli.info' not in sys.modules and 'weasel' not in sys.modules\n"
+        "assert not hasattr(spacy, 'cli')\n"
+        "import spacy.cli\n"
+        "from spacy.cli.info import info\n"
+        "assert spacy.cli.__file__.endswith('__init__.py') and 'weasel' in sys.modules\n"
+        "assert spacy.info(markdown=True, silent=True) == info(markdown=True, silent=True)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
