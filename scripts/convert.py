@@ -8,12 +8,13 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.ingest.startup import torch_hidden
+from biomed_spancat.ingest.startup import spacy_cli_deferred, torch_hidden
 
-with torch_hidden():  # converting never runs a model: skip loading torch (a third of the run time)
+# converting never runs a model nor spaCy's CLI: skip loading torch and spacy.cli (most of the start-up)
+with torch_hidden(), spacy_cli_deferred():
     from biomed_spancat.ingest.convert import ConvertOptions, convert
     from biomed_spancat.ingest.readers import ReadOptions
-    from biomed_spancat.ingest.report import print_summary
+    from biomed_spancat.ingest.report import nothing_kept, print_summary
     from biomed_spancat.ingest.tasks import IngestError
 
 
@@ -48,7 +49,9 @@ def main(
     ),
     include_sessions: bool = typer.Option(False, help="Also read Prodigy's per-session datasets"),
     keep_binary: bool = typer.Option(
-        False, help="Write binary answers (ner.teach) to binary.spacy (still excluded from training)"
+        False,
+        help="Write binary answers (ner.teach, spans.teach) to binary.spacy: accepted spans under "
+        "<key>_accepted and as entities (other tokens missing), rejected under <key>_rejected; never trained on",
     ),
     format: Optional[str] = typer.Option(
         None, "--format", help="Force a reader format (jsonl, jsonl_dir, sqlite, postgresql, ...)"
@@ -84,6 +87,13 @@ def main(
     except IngestError as err:
         msg.fail("convert failed", str(err), exits=1)
     print_summary(report)
+    empty = nothing_kept(report)
+    if empty:  # never end with exit 0 when a source gave nothing
+        msg.fail(
+            "a source gave no training data",
+            "\n".join(empty) + f"\nEvery rejected task is listed in {report['outputs']['rejections']}.",
+            exits=1,
+        )
 
 
 if __name__ == "__main__":

@@ -201,17 +201,27 @@ def test_leakage_between_train_and_dev_is_warned(tmp_path):
 def test_keep_binary_writes_them_apart(tmp_path):
     report = convert([str(DATA / "answers.jsonl")], tmp_path, ConvertOptions(eval_split=0.0, keep_binary=True))
     assert report["rejected_by_reason"]["binary_answer"] == 2
-    assert report["binary_answers"] == {"accept": 1, "reject": 1}
+    assert report["binary_answers"] == {"ner.teach accept": 1, "ner.teach reject": 1}
     assert "incorrect_spans_key" in report["binary_note"]
     docs = load(tmp_path / "binary.spacy")
-    assert [[(s.text, s.label_) for s in d.spans.get("sc", [])] for d in docs] == [[("Sox9", "PR")], []]
-    assert [(s.text, s.label_) for s in docs[1].spans["sc_rejected"]] == [("DNA", "PR")]
+    # no 'sc' group: nothing in binary.spacy reads as a complete annotation
+    assert all("sc" not in d.spans and d.user_data["annotation"] == "binary" for d in docs)
+    assert [[(s.text, s.label_) for s in d.spans["sc_accepted"]] for d in docs] == [[("Sox9", "PR")], []]
+    assert [[(s.text, s.label_) for s in d.spans["sc_rejected"]] for d in docs] == [[], [("DNA", "PR")]]
+    # accepted spans are entities; every other token is missing, not "outside"
+    assert [(t.text, t.ent_iob_, t.ent_type_) for t in docs[0]] == [
+        ("Sox9", "B", "PR"),
+        ("binds", "", ""),
+        ("DNA", "", ""),
+        (".", "", ""),
+    ]
+    assert all(t.ent_iob_ == "" for t in docs[1])
     assert all(d.text != "Sox9 binds DNA." or len(d.spans["sc"]) == 2 for d in load(tmp_path / "train.spacy"))
 
 
 def test_binary_answers_are_excluded_and_explained_by_default(tmp_path):
     report = convert([str(DATA / "answers.jsonl")], tmp_path, ConvertOptions(eval_split=0.0))
-    assert report["binary_answers"] == {"accept": 1, "reject": 1}
+    assert report["binary_answers"] == {"ner.teach accept": 1, "ner.teach reject": 1}
     assert not (tmp_path / "binary.spacy").exists()
     assert report["binary_note"].startswith("Binary answers")
 

@@ -22,7 +22,7 @@ import pytest
 from biomed_spancat.ingest.convert import ConvertOptions, convert
 from biomed_spancat.ingest.prodigy_db import write_prodigy_postgres
 from biomed_spancat.ingest.readers import ReadOptions, get_reader
-from biomed_spancat.ingest.tasks import IngestError
+from biomed_spancat.ingest.tasks import IngestError, pseudonym
 
 DATA = Path(__file__).resolve().parent / "data" / "ingest"
 PASSWORD = "s3cr&t:p@ss/word"
@@ -172,7 +172,7 @@ def test_sessions_skipped_and_eval_datasets(pg_server, tmp_path):
     assert roles == {("train", ("limbs", "broken")), ("dev", ("answers",))}
     assert {
         "source": pg_server["url"].replace(quote(PASSWORD, safe=""), "***"),
-        "skipped_session_datasets": ["limbs-alice"],
+        "skipped_session_datasets": [pseudonym("limbs-alice", "prodigy")],
     } in report["sources"]
 
 
@@ -193,7 +193,8 @@ def test_password_is_never_printed_or_written(pg_server, tmp_path):
         cli(pg_server["base"] + "/empty", tmp_path / "x"),
     ]
     assert [f.exit_code for f in failures] == [1, 1, 1]
-    assert "unknown dataset 'nope'" in failures[0].text and "limbs, limbs-alice, answers, broken" in failures[0].text
+    listed = f"limbs, {pseudonym('limbs-alice', 'prodigy')}, answers, broken"
+    assert "unknown dataset 'nope'" in failures[0].text and listed in failures[0].text
     assert "cannot connect" in failures[1].text and "password authentication failed" in failures[1].text
     assert "not a Prodigy database" in failures[2].text
     for failure in failures:

@@ -17,7 +17,7 @@ from biomed_spancat.ingest.readers import (
     redact_url,
     register_reader,
 )
-from biomed_spancat.ingest.tasks import IngestError, Origin, Task
+from biomed_spancat.ingest.tasks import IngestError, Origin, Task, pseudonym
 
 DATA = Path(__file__).parent / "data" / "ingest"
 
@@ -140,7 +140,8 @@ def test_sqlite_broken_content_becomes_error_records_with_rows(prodigy_db):
 def test_session_datasets_are_skipped_unless_asked(prodigy_db):
     plan, described = resolve_sources([str(prodigy_db)], ConvertOptions())
     assert plan == [(str(prodigy_db), ["limbs", "answers", "broken"], "train")]
-    assert {"source": str(prodigy_db), "skipped_session_datasets": ["limbs-alice"]} in described["sources"]
+    skipped = [pseudonym("limbs-alice", "prodigy")]  # named after a user: never shown as it is
+    assert {"source": str(prodigy_db), "skipped_session_datasets": skipped} in described["sources"]
     plan, _ = resolve_sources([str(prodigy_db)], ConvertOptions(include_sessions=True))
     assert plan == [(str(prodigy_db), ["limbs", "limbs-alice", "answers", "broken"], "train")]
     # naming a session dataset reads it
@@ -162,7 +163,7 @@ def test_unknown_dataset_lists_the_available_ones(prodigy_db):
     with pytest.raises(IngestError) as err:
         resolve_sources([str(prodigy_db)], ConvertOptions(datasets=["limb"]))
     assert "unknown dataset 'limb'" in str(err.value)
-    assert "limbs, limbs-alice, answers, broken" in str(err.value)
+    assert f"limbs, {pseudonym('limbs-alice', 'prodigy')}, answers, broken" in str(err.value)
 
 
 def test_dataset_names_without_a_database_source_are_explained():

@@ -2,11 +2,12 @@
 
 import pytest
 
-from biomed_spancat.ingest.tasks import Ledger, Origin, Task
+from biomed_spancat.ingest.answers import answer_kind, classify_answer
+from biomed_spancat.ingest.tasks import Ledger, Origin, Task, pseudonym
 from biomed_spancat.ingest.validate import (
     Rejection,
     ValidateOptions,
-    classify_answer,
+    annotator_id,
     snap_span,
     validate_task,
 )
@@ -73,8 +74,21 @@ def test_ner_manual_spans_without_token_offsets_are_placed():
     [
         ({"start": 0, "end": 99, "label": "PR"}, "span_out_of_range", "[0:99] is outside the text (length 15)"),
         ({"start": -1, "end": 4, "label": "PR"}, "span_out_of_range", "outside the text"),
-        ({"start": 4, "end": 4, "label": "PR"}, "span_out_of_range", "outside the text"),
-        ({"start": "0", "end": 4, "label": "PR"}, "span_out_of_range", "no integer start/end"),
+        ({"start": 4, "end": 4, "label": "PR"}, "empty_span", "span 0 (PR) is an empty span (start == end == 4)"),
+        ({"start": 0, "end": 0, "label": "PR"}, "empty_span", "empty span (start == end == 0)"),
+        ({"start": 15, "end": 15, "label": "PR"}, "empty_span", "empty span (start == end == 15)"),
+        ({"start": 16, "end": 16, "label": "PR"}, "span_out_of_range", "[16:16] is outside the text (length 15)"),
+        ({"start": 10, "end": 5, "label": "PR"}, "span_out_of_range", "[10:5] ends before it starts"),
+        (
+            {"start": "0", "end": 4, "label": "PR"},
+            "non_integer_offsets",
+            "span 0 (PR) has non-integer offsets (start '0', end 4): character offsets must be JSON integers",
+        ),
+        ({"start": 0, "end": "12", "label": "PR"}, "non_integer_offsets", "(start 0, end '12')"),
+        ({"start": 0.0, "end": 4, "label": "PR"}, "non_integer_offsets", "(start 0.0, end 4)"),
+        ({"start": True, "end": 4, "label": "PR"}, "non_integer_offsets", "(start True, end 4)"),
+        ({"end": 4, "label": "PR"}, "span_missing_offsets", "span 0 (PR) has no 'start'"),
+        ({"label": "PR"}, "span_missing_offsets", "span 0 (PR) has no 'start' and 'end'"),
         (
             {"start": 0, "end": 10, "label": "GO", "token_start": 1, "token_end": 0},
             "span_token_offsets",
@@ -242,6 +256,7 @@ def test_doc_key_from_meta_else_input_hash():
         ({"answer": "ignore", "_view_id": "ner_manual"}, "answer_ignore"),
         ({"answer": "accept", "_view_id": "ner"}, "binary_answer"),
         ({"answer": "reject", "_view_id": "ner"}, "binary_answer"),
+        ({"answer": "accept", "_view_id": "spans"}, "binary_answer"),
         ({"answer": "accept", "_view_id": "classification"}, "binary_answer"),
         ({"answer": "accept", "_view_id": "choice"}, "unsupported_view"),
         ({"_view_id": "spans_manual"}, "no_answer"),
@@ -251,3 +266,113 @@ def test_doc_key_from_meta_else_input_hash():
 def test_classify_answer(data, expected):
     result = classify_answer(data)
     assert (result[0] if result else None) == expected
+
+
+SPAN = {"start": 0, "end": 4, "label": "PR"}
+
+
+@pytest.mark.parametrize(
+    "data,kind",
+    [
+        # by interface
+        ({"_view_id": "ner", "spans": [SPAN]}, "ner.teach"),
+        ({"_view_id": "spans", "spans": [SPAN]}, "spans.teach"),
+        ({"_view_id": "classification", "spans": [SPAN]}, "classification"),
+        ({"_view_id": "review", "view_id": "ner", "spans": [SPAN]}, "review of ner.teach"),
+        ({"_view_id": "review", "view_id": "ner_manual", "spans": [SPAN]}, None),
+        # a manual interface stays complete even with a model's marks (ner.correct keeps source/input_hash)
+        ({"_view_id": "ner_manual", "spans": [{**SPAN, "source": "en_core_web_sm", "input_hash": 1}]}, None),
+        ({"_view_id": "spans_manual", "spans": [{**SPAN, "score": 0.9}]}, None),
+        # no _view_id (older exports): judged from the content
+        ({"spans": [{**SPAN, "answer": "reject"}]}, "span answers"),
+        ({"spans": [{**SPAN, "answer": "accept"}], "tokens": [{"text": "Sox9"}]}, "span answers"),
+        ({"spans": [{**SPAN, "score": 0.51}]}, "ner.teach"),
+        ({"spans": [{**SPAN, "rank": 0}]}, "ner.teach"),
+        ({"spans": [{**SPAN, "priority": 0.5}]}, "ner.teach"),
+        ({"spans": [{**SPAN, "source": "core_sci_sm"}]}, "ner.teach"),
+        ({"spans": [{**SPAN, "input_hash": 12}]}, "ner.teach"),
+        ({"spans": [SPAN], "score": 0.5}, "ner.teach"),
+        ({"spans": [SPAN], "priority": 0.5}, "ner.teach"),
+        # with tokens, a span's source alone is a manual correction (old ner.make-gold)
+        ({"spans": [{**SPAN, "source": "core_sci_sm"}], "tokens": [{"text": "Sox9"}]}, None),
+        ({"spans": [SPAN]}, None),
+        ({"spans": [], "score": 0.5}, None),
+    ],
+)
+def test_binary_and_partial_answers_are_recognised_from_content(data, kind):
+    assert answer_kind({"text": TEXT, "answer": "accept", **data}) == kind
+    assert (classify_answer({"text": TEXT, "answer": "accept", **data}) or ("",))[0] == (
+        "binary_answer" if kind else ""
+    )
+
+
+def test_a_span_answered_reject_is_never_positive_in_a_complete_annotation():
+    spans = [
+        {"start": 0, "end": 4, "label": "PR", "token_start": 0, "token_end": 0, "answer": "reject"},
+        {"start": 11, "end": 14, "label": "CHEBI", "token_start": 2, "token_end": 2, "answer": "accept"},
+        {"start": 5, "end": 10, "label": "GO", "token_start": 1, "token_end": 1, "answer": "ignore"},
+        {"start": 5, "end": 14, "label": "GO", "token_start": 1, "token_end": 2},
+    ]
+    ledger = Ledger()
+    ann = validate_task(make(spans), ValidateOptions(), ledger)
+    assert ann.spans == [(1, 3, "GO"), (2, 3, "CHEBI")]
+    assert ann.rejected == []
+    assert ledger.spans_dropped == {"span_answer_reject": 1, "span_answer_ignore": 1}
+
+
+@pytest.mark.parametrize(
+    "task_answer,span_answers,accepted,rejected,dropped",
+    [
+        # ner.teach: the task's answer is the span's
+        ("accept", [None], [(0, 1, "PR")], [], {}),
+        ("reject", [None], [], [(0, 1, "PR")], {}),
+        ("ignore", [None], [], [], {"span_answer_ignore": 1}),
+        # spans with their own answer: it wins, and a reject never becomes positive
+        ("accept", ["accept", "reject"], [(0, 1, "PR")], [(2, 3, "CHEBI")], {}),
+        ("accept", ["reject", "ignore"], [], [(0, 1, "PR")], {"span_answer_ignore": 1}),
+        ("reject", ["accept", "reject"], [], [(2, 3, "CHEBI")], {"span_answer_conflict": 1}),
+    ],
+)
+def test_binary_answers_split_accepted_and_rejected_spans(task_answer, span_answers, accepted, rejected, dropped):
+    spans = [
+        {"start": 0, "end": 4, "label": "PR", "score": 0.6},
+        {"start": 11, "end": 14, "label": "CHEBI", "score": 0.4},
+    ][: len(span_answers)]
+    for span, said in zip(spans, span_answers):
+        if said is not None:
+            span["answer"] = said
+    task = make(spans, tokens=None, _view_id=None)
+    task.data["answer"] = task_answer
+    ledger = Ledger()
+    ann = validate_task(task, ValidateOptions(), ledger, binary=True)
+    assert (ann.spans, ann.rejected, dict(ledger.spans_dropped)) == (accepted, rejected, dropped)
+
+
+def test_annotator_ids_are_pseudonyms():
+    origin = Origin("t.jsonl", line=1, dataset="t")
+    who, known = annotator_id({"_annotator_id": "ds-alice@clinic.org", "_session_id": "x"}, origin)
+    assert (who, known) == (pseudonym("ds-alice@clinic.org", "prodigy"), True)
+    assert "alice" not in who and who.startswith("prodigy:")
+    bob = pseudonym("ds-bob@clinic.org", "prodigy")
+    assert annotator_id({"_session_id": "ds-bob@clinic.org"}, origin) == (bob, True)
+    # already opaque ids from another tool's reader stay as they are
+    assert annotator_id({"_annotator_id": "labelstudio:0123456789"}, origin) == ("labelstudio:0123456789", True)
+    assert annotator_id({"_annotator_id": "labelstudio:17"}, origin) == (pseudonym("17", "labelstudio"), True)
+    # no id: one unknown annotator per source and dataset
+    unknown, known = annotator_id({}, origin)
+    assert not known and unknown == annotator_id({"_annotator_id": ""}, origin)[0]
+    assert unknown != annotator_id({}, Origin("u.jsonl", line=1, dataset="u"))[0]
+    ann = check(make([], _annotator_id="ds-alice@clinic.org"))
+    assert ann.annotator == pseudonym("ds-alice@clinic.org", "prodigy") and ann.annotator_known
+
+
+def test_the_tokenizer_matches_spacy_blank():
+    import spacy
+
+    from biomed_spancat.ingest.validate import _make_tokenizer
+
+    text = "BMP2-mediated signalling (Fig. 1a) in U.S. mice, e.g. 3.5mg/kg: don't http://x.org/a."
+    ours = _make_tokenizer("en")(text)
+    theirs = spacy.blank("en")(text)
+    assert [t.text for t in ours] == [t.text for t in theirs]
+    assert [t.whitespace_ for t in ours] == [t.whitespace_ for t in theirs]

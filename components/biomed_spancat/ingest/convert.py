@@ -12,29 +12,32 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
+from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
+from .answers import answer_kind, classify_answer
 from .merge import MERGE_POLICIES, Grouper
 from .readers import DatasetInfo, ReadOptions, get_reader, iter_sources, redact_url
 from .split import split_documents
 from .stats import SpanStats
-from .tasks import IngestError, Ledger, Task
-from .validate import ALIGN_POLICIES, Annotation, Rejection, ValidateOptions, classify_answer, validate_task
-from .writer import SpansDocBin, build_doc, fast_msgpack, open_temp, write_files
+from .tasks import IngestError, Ledger, Task, pseudonym
+from .validate import ALIGN_POLICIES, Annotation, Rejection, ValidateOptions, answer_keys, validate_task
+from .writer import BINARY_ATTRS, SpansDocBin, build_binary_doc, build_doc, fast_msgpack, open_temp, write_files
 
 __all__ = ["ConvertOptions", "convert", "resolve_sources", "BINARY_NOTE"]
 
 BINARY_NOTE = (
-    "Binary answers (ner.teach and similar: one suggested span accepted or rejected) say nothing "
-    "about the rest of the text, so they are not training data for spancat, which treats every "
-    "unmarked span as negative. They can still be used: run them through `spans.correct`/`ner.correct` "
-    "to complete them, train spaCy's `ner` with the rejected spans under `incorrect_spans_key`, or "
-    "keep them as partial evidence with --keep-binary (written to binary.spacy: accepted spans under "
-    "the spans key, rejected ones under '<spans_key>_rejected')."
+    "Binary answers (ner.teach, spans.teach and similar: model-proposed spans accepted or rejected one "
+    "by one) say nothing about the rest of the text, so they are not training data for spancat, which "
+    "treats every unmarked span as negative. Complete them with `spans.correct`/`ner.correct`, or keep "
+    "them as partial evidence with --keep-binary: binary.spacy holds accepted spans under "
+    "'<spans_key>_accepted' and as doc.ents with every other token missing (not 'outside'), rejected "
+    "spans under '<spans_key>_rejected' (spaCy's ner `incorrect_spans_key`), and no '<spans_key>' group; "
+    "a span answered reject is never a positive span."
 )
 
 Progress = Callable[[Iterator[Task]], Iterator[Task]]
@@ -137,8 +140,11 @@ def resolve_sources(
             continue
         infos: List[DatasetInfo] = reader.list_datasets(source, options.read)
         names = [d.name for d in infos]
-        available[shown] = names
         sessions = [d.name for d in infos if d.session]
+        # session datasets are named after the annotator's session: never shown as they are
+        private = [pseudonym(n, "prodigy") if n in sessions else n for n in names]
+        available[shown] = private
+        public = dict(zip(names, private))
         for role in ("train", "dev", "test"):
             wanted = role_datasets[role]
             if wanted:
@@ -152,10 +158,11 @@ def resolve_sources(
             found.update(chosen)
             if chosen:
                 plan.append((source, chosen, role))
-                described.append({"source": shown, "format": reader.name, "role": role, "datasets": chosen})
+                shown_names = [public[n] for n in chosen]
+                described.append({"source": shown, "format": reader.name, "role": role, "datasets": shown_names})
         skipped = [n for n in sessions if not options.include_sessions and n not in found]
         if skipped:
-            described.append({"source": shown, "skipped_session_datasets": skipped})
+            described.append({"source": shown, "skipped_session_datasets": [public[n] for n in skipped]})
     missing = [n for role in role_datasets.values() for n in role if n not in found]
     if missing:
         if available:
@@ -196,33 +203,77 @@ def _read(
     options: ConvertOptions,
     ledger: Ledger,
     progress: Optional[Progress],
+    sessions: Set[str],
 ) -> Tuple[Grouper, List[Annotation]]:
-    """Read, classify and validate every task; group the complete ones."""
+    """Read, classify and validate every task; group the complete ones.
+    `sessions` receives the names of the session datasets read."""
     validate_options = ValidateOptions(
         align=options.align, labels=options.labels, rename=options.rename, unknown_labels=options.unknown_labels
     )
     grouper = Grouper(ledger)
     binary: List[Annotation] = []
+    sessions.update(_session_datasets(plan, options))
     stream: Iterator[Task] = iter_sources(plan, options.read, options.fmt)
     if progress is not None:
         stream = progress(stream)
     for task in stream:
+        _hide_session_dataset(task, sessions)
         ledger.count_read(task)
         try:
             if task.data is not None:
+                kind = answer_kind(task.data)
+                if kind is not None:
+                    answer = task.data.get("answer")
+                    if options.keep_binary:
+                        binary.append(validate_task(task, validate_options, ledger, binary=True))
+                    ledger.binary[f"{kind} {answer}"] += 1
+                    ledger.reject(task, "binary_answer", classify_answer(task.data)[1])  # type: ignore[index]
+                    continue
                 excluded = classify_answer(task.data)
                 if excluded is not None:
                     reason, detail = excluded
-                    if reason == "binary_answer":
-                        ledger.binary[str(task.data.get("answer"))] += 1
-                        if options.keep_binary:
-                            binary.append(validate_task(task, validate_options, ledger))
+                    keys = answer_keys(task, validate_options) if reason == "answer_reject" else None
+                    if keys is not None:  # it withdraws this annotator's earlier accepts
+                        review = task.data.get("_view_id") == "review" or "versions" in task.data
+                        grouper.withdraw(keys, task.origin, task.role, review)
                     ledger.reject(task, reason, detail)
                     continue
             grouper.add(validate_task(task, validate_options, ledger))
         except Rejection as rejection:
             ledger.reject(task, rejection.reason, rejection.detail)
     return grouper, binary
+
+
+def _session_datasets(plan: List[Tuple[str, Optional[List[str]], str]], options: ConvertOptions) -> Set[str]:
+    """The names of the per-session datasets that the plan reads (only
+    `--include-sessions` or naming one reads them)."""
+    names: Set[str] = set()
+    for source, datasets, _ in plan:
+        reader = get_reader(source, options.fmt)
+        if datasets and reader.list_datasets is not None:
+            infos = reader.list_datasets(source, options.read)
+            names.update(d.name for d in infos if d.session and d.name in datasets)
+    return names
+
+
+def _hide_session_dataset(task: Task, sessions: Set[str]) -> None:
+    """A Prodigy session dataset is named after the session (`_session_id`,
+    e.g. "dataset-alice@clinic.org"): name it by its pseudonym wherever the
+    task's origin is written (rejections, report, DocBins). A dataset is a
+    session's when the database says so, or when a task names it as its
+    `_session_id`/`_annotator_id` (a db-out file of a session dataset: from
+    that row on, `sessions` holds its name)."""
+    data, origin = task.data, task.origin
+    if origin.dataset is None:
+        return
+    if origin.dataset in sessions or (
+        data is not None and origin.dataset in (data.get("_session_id"), data.get("_annotator_id"))
+    ):
+        sessions.add(origin.dataset)  # its later rows too, also those that cannot be parsed
+        hidden = pseudonym(origin.dataset, "prodigy")
+        # a db-out file is named after its dataset: hide the name in its path too
+        source = origin.source.replace(origin.dataset, hidden) if origin.line is not None else origin.source
+        task.origin = replace(origin, source=source, dataset=hidden)
 
 
 def _sum_stats(parts: Iterable[SpanStats]) -> SpanStats:
@@ -265,7 +316,11 @@ def convert(
     ledger = Ledger(rejections_file=rejections)
     try:
         with fast_msgpack():
-            grouper, binary = _read(plan, options, ledger, progress)
+            sessions: Set[str] = set()
+            grouper, binary = _read(plan, options, ledger, progress, sessions)
+            for entry in selection["sources"]:  # session datasets found while reading (db-out folders)
+                if "datasets" in entry:
+                    entry["datasets"] = [pseudonym(n, "prodigy") if n in sessions else n for n in entry["datasets"]]
             t_read = time.perf_counter()
             # split the training documents; dev/test sources go where they were asked
             has_dev, has_test = bool(grouper.doc_sizes("dev")), bool(grouper.doc_sizes("test"))
@@ -310,12 +365,10 @@ def convert(
                         f"(e.g. {sorted(shared)[0]}): check the eval source for leakage"
                     )
             if binary:
-                binary_bin = SpansDocBin()
+                binary_bin = DocBin(attrs=BINARY_ATTRS, store_user_data=True)
                 for annotation in binary:
-                    key = options.spans_key if annotation.answer == "accept" else f"{options.spans_key}_rejected"
-                    words = annotation.words
-                    binary_bin.add_words(build_doc(vocab, annotation, options.spans_key, key, words), words)
-                bins["binary"] = binary_bin
+                    binary_bin.add(build_binary_doc(vocab, annotation, options.spans_key))
+                bins["binary"] = binary_bin  # type: ignore[assignment]
 
             report: Dict[str, Any] = {
                 "settings": {

@@ -105,6 +105,12 @@ class Ledger:
     rejections_file (Optional[IO[str]]): Where each rejected task is written as
         one JSON line (source, line/row, reason, detail) as soon as it is
         rejected, so the file streams and nothing is held in memory.
+
+    Besides the four buckets: `superseded` (accepts replaced by the same
+    annotator's later accept; part of `merged`), `withdrawn` (accepts
+    withdrawn by a later reject; part of `rejected`), `binary` (binary
+    answers by "<kind> <answer>", e.g. "ner.teach accept"), and
+    `rejected_by_source` (to tell a source of which nothing was kept).
     """
 
     rejections_file: Optional[IO[str]] = None
@@ -113,6 +119,7 @@ class Ledger:
     merged: int = 0
     duplicates: int = 0
     rejected: Counter = field(default_factory=Counter)
+    rejected_by_source: Counter = field(default_factory=Counter)
     read_by_source: Counter = field(default_factory=Counter)
     kept_by_split: Counter = field(default_factory=Counter)
     spans_misaligned: Counter = field(default_factory=Counter)
@@ -121,6 +128,8 @@ class Ledger:
     disagreements: Counter = field(default_factory=Counter)
     groups_with_disagreement: int = 0
     groups_merged: int = 0
+    superseded: int = 0
+    withdrawn: int = 0
     binary: Counter = field(default_factory=Counter)
     warnings: List[str] = field(default_factory=list)
     examples: Dict[str, List[str]] = field(default_factory=lambda: defaultdict(list))
@@ -138,21 +147,44 @@ class Ledger:
 
         task (Task): The rejected task.
         reason (str): A short, stable reason code (e.g. "answer_reject").
-        detail (str): A human-readable explanation naming the offending value.
+        detail (str): A human-readable explanation naming the offending
+            value; it never quotes an annotator identity.
+        """
+        data = task.data
+        text = data.get("text") if data is not None else None
+        input_hash = data.get("_input_hash") if data is not None else None
+        self.reject_origin(task.origin, reason, detail, input_hash, text if isinstance(text, str) else None)
+
+    def reject_origin(
+        self,
+        origin: Origin,
+        reason: str,
+        detail: str = "",
+        input_hash: Any = None,
+        text: Optional[str] = None,
+    ) -> None:
+        """Count one answer as rejected when only its origin is at hand (an
+        accept withdrawn at merge time by the same annotator's later reject).
+
+        origin (Origin): Where the answer was read.
+        reason (str): The reason code.
+        detail (str): The explanation (no annotator identity).
+        input_hash (Any): `_input_hash`, written to rejections.jsonl.
+        text (Optional[str]): The task's text (its first 200 characters are written).
         """
         self.rejected[reason] += 1
+        self.rejected_by_source[origin.source] += 1
         if len(self.examples[reason]) < 3:
-            self.examples[reason].append(f"{task.origin}: {detail or reason}")
+            self.examples[reason].append(f"{origin}: {detail or reason}")
         if self.rejections_file is not None:
-            record: Dict[str, Any] = task.origin.to_dict()
+            record: Dict[str, Any] = origin.to_dict()
             record["reason"] = reason
             if detail:
                 record["detail"] = detail
-            if task.data is not None:
-                record["_input_hash"] = task.data.get("_input_hash")
-                text = task.data.get("text")
-                if isinstance(text, str):
-                    record["text"] = text[:200]
+            if text is not None or input_hash is not None:
+                record["_input_hash"] = input_hash
+            if text is not None:
+                record["text"] = text[:200]
             self.rejections_file.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     def warn(self, message: str) -> None:
@@ -178,6 +210,7 @@ class Ledger:
             "rejected_by_reason": dict(sorted(self.rejected.items())),
             "rejected_examples": {k: v for k, v in sorted(self.examples.items())},
             "read_by_source": dict(self.read_by_source),
+            "rejected_by_source": dict(self.rejected_by_source),
             "kept_by_split": dict(self.kept_by_split),
             "spans_misaligned": dict(self.spans_misaligned),
             "spans_dropped": dict(sorted(self.spans_dropped.items())),
@@ -185,8 +218,10 @@ class Ledger:
             "merge": {
                 "groups_merged": self.groups_merged,
                 "groups_with_disagreement": self.groups_with_disagreement,
+                "superseded": self.superseded,
+                "withdrawn": self.withdrawn,
                 "disagreements_per_label": dict(sorted(self.disagreements.items())),
             },
-            "binary_answers": dict(self.binary),
+            "binary_answers": dict(sorted(self.binary.items())),
             "warnings": list(self.warnings),
         }

@@ -10,37 +10,41 @@ span is snapped by the alignment policy:
 - `expand`: the span grows to every token it touches;
 - `contract`: the span shrinks to the tokens it covers entirely.
 
-Every span is checked: character offsets inside the text, `token_start <=
-token_end`, token offsets consistent with character offsets, a non-empty
-label; with a label set, unknown labels reject the task (or, asked, only
-the span is dropped and counted).
+Every span is checked: integer character offsets (`"12"` is refused as
+non-integer), a non-empty span inside the text, `token_start <= token_end`,
+token offsets consistent with character offsets, a non-empty label; with a
+label set, unknown labels reject the task (or, asked, only the span is
+dropped and counted). A span whose own `answer` is `reject` (or `ignore`) is
+never a positive span. Annotator ids become opaque pseudonyms here, before
+anything could write them.
 """
 
 import hashlib
 import json
+import re
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from .tasks import Ledger, Origin, Task
+from .answers import BINARY_VIEWS, classify_answer, span_answer
+from .tasks import Ledger, Origin, Task, pseudonym
 
 __all__ = [
     "ALIGN_POLICIES",
     "BINARY_VIEWS",
     "Annotation",
+    "AnswerKeys",
     "ValidateOptions",
     "Rejection",
+    "answer_keys",
+    "classify_answer",
     "validate_task",
     "snap_span",
+    "annotator_id",
 ]
 
 ALIGN_POLICIES = ("strict", "expand", "contract")
-# Interfaces that show one suggestion to accept or reject (ner.teach, textcat.teach):
-# an answer about one span, not a complete annotation of the text.
-BINARY_VIEWS = {"ner", "classification", "binary"}
-# Interfaces whose answers are complete span annotations.
-SPAN_VIEWS = {"spans_manual", "ner_manual", "review", "blocks", "spans", "relations"}
 DOC_ID_KEYS = ("doc_id", "document_id", "doc_key", "doc")
 
 SpanTuple = Tuple[int, int, str]  # token start, token end (exclusive), label
@@ -99,6 +103,10 @@ class Annotation:
     origin (Origin): Where the task was read.
     role (str): train, dev or test.
     input_hash (Any): `_input_hash`.
+    annotator_known (bool): The task named its annotator (`_annotator_id` or
+        `_session_id`); an unknown annotator is one per source.
+    rejected (List[SpanTuple]): Spans answered `reject` (binary answers
+        only: they are never positive spans).
     """
 
     text: str
@@ -117,6 +125,8 @@ class Annotation:
     origin: Origin
     role: str
     input_hash: Any
+    annotator_known: bool = True
+    rejected: List[SpanTuple] = field(default_factory=list)
 
     @property
     def words(self) -> List[str]:
@@ -131,18 +141,45 @@ class Annotation:
 _TOKENIZERS: Dict[str, Any] = {}
 
 
+def _make_tokenizer(lang: str) -> Any:
+    """spaCy's tokenizer for a language, built the way `spacy.blank` builds
+    it but without a `Language`: making one resolves the registries, whose
+    entry points import spacy-transformers and so torch (seconds and hundreds
+    of MB for a conversion that never runs a model)."""
+    from spacy.tokenizer import Tokenizer
+    from spacy.util import compile_infix_regex, compile_prefix_regex, compile_suffix_regex, get_lang_class
+    from spacy.vocab import Vocab
+
+    cls = get_lang_class(lang)
+    defaults = cls.Defaults
+    custom = defaults.config.get("nlp", {}).get("tokenizer", {}).get("@tokenizers", "spacy.Tokenizer.v1")
+    if custom != "spacy.Tokenizer.v1":
+        import spacy  # a language with its own tokenizer (zh, ja, ko...): let spaCy build it
+
+        return spacy.blank(lang).tokenizer
+    # a bare vocab: lexical attributes (like_num, norms...) play no part in tokenizing, and
+    # computing them for every new word is a third of the time
+    return Tokenizer(
+        Vocab(),
+        rules=defaults.tokenizer_exceptions,
+        prefix_search=compile_prefix_regex(defaults.prefixes).search if defaults.prefixes else None,
+        suffix_search=compile_suffix_regex(defaults.suffixes).search if defaults.suffixes else None,
+        infix_finditer=compile_infix_regex(defaults.infixes).finditer if defaults.infixes else None,
+        token_match=defaults.token_match,
+        url_match=defaults.url_match,
+    )
+
+
 def _tokenize(text: str, lang: str) -> Tuple[List[str], List[bool], List[int], List[int]]:
     if lang not in _TOKENIZERS:
-        import spacy
+        _TOKENIZERS[lang] = _make_tokenizer(lang)
+    from spacy.attrs import IDX, LENGTH, SPACY
 
-        _TOKENIZERS[lang] = spacy.blank(lang).tokenizer
-    doc = _TOKENIZERS[lang](text)
-    return (
-        [t.text for t in doc],
-        [bool(t.whitespace_) for t in doc],
-        [t.idx for t in doc],
-        [t.idx + len(t.text) for t in doc],
-    )
+    # one array read instead of a Token object per token and attribute
+    rows = _TOKENIZERS[lang](text).to_array([IDX, LENGTH, SPACY]).tolist()
+    starts = [r[0] for r in rows]
+    ends = [r[0] + r[1] for r in rows]
+    return [text[s:e] for s, e in zip(starts, ends)], [bool(r[2]) for r in rows], starts, ends
 
 
 def _is_int(value: Any) -> bool:
@@ -224,12 +261,119 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def validate_task(task: Task, options: ValidateOptions, ledger: Ledger) -> Annotation:
+# An id that is already opaque (written by pseudonym(), e.g. by another tool's reader)
+_PSEUDONYM = re.compile(r"^(prodigy|labelstudio|argilla|annotator):[0-9a-f]{10}$")
+
+
+def annotator_id(data: Dict[str, Any], origin: Origin) -> Tuple[str, bool]:
+    """Who answered a task, as an opaque id: `_annotator_id`, else
+    `_session_id` (Prodigy's hold user names and e-mails, e.g.
+    "dataset-alice@clinic.org"), through `pseudonym(who, "prodigy")`.
+
+    data (Dict[str, Any]): The task.
+    origin (Origin): Where it was read; a task that names no annotator is
+        taken as one unknown annotator per source and dataset.
+    RETURNS (Tuple[str, bool]): The id and whether the task named its annotator.
+    """
+    who = data.get("_annotator_id") or data.get("_session_id")
+    if who is None or who == "":
+        where = pseudonym([origin.source, origin.dataset], "unknown")
+        return where, False
+    if isinstance(who, str) and _PSEUDONYM.match(who):
+        return who, True
+    if isinstance(who, str):
+        tool, sep, rest = who.partition(":")
+        if sep and tool in ("labelstudio", "argilla"):  # another tool's reader named it
+            return pseudonym(rest, tool), True
+    return pseudonym(who, "prodigy"), True
+
+
+@dataclass(frozen=True)
+class AnswerKeys:
+    """What places an answer among the other answers to the same input.
+
+    group_key (Tuple): Versions of one input share it (role, input hash, meta).
+    doc_key (str): The document (meta doc id, else input hash).
+    input_hash (Any): `_input_hash` (else a hash of the text).
+    annotator (str): Opaque annotator id (see `annotator_id`).
+    annotator_known (bool): The task named its annotator.
+    timestamp (float): `_timestamp` (0 when absent).
+    meta (Dict[str, Any]): The task's meta.
+    """
+
+    group_key: Tuple
+    doc_key: str
+    input_hash: Any
+    annotator: str
+    annotator_known: bool
+    timestamp: float
+    meta: Dict[str, Any]
+
+
+def answer_keys(task: Task, options: ValidateOptions) -> Optional[AnswerKeys]:
+    """The keys of a task's answer, computed without checking its spans (used
+    for rejects, which withdraw the same annotator's earlier accepts).
+
+    task (Task): A parsed task.
+    options (ValidateOptions): The doc id keys.
+    RETURNS (Optional[AnswerKeys]): None when the task has no usable text.
+    """
+    data = task.data
+    if data is None or not isinstance(data.get("text"), str) or not data["text"]:
+        return None
+    text = data["text"]
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    input_hash = data.get("_input_hash")
+    if input_hash is None:
+        input_hash = "text:" + hashlib.sha1(text.encode("utf8")).hexdigest()[:16]
+    doc_id = next((meta[key] for key in options.doc_id_keys if meta.get(key) not in (None, "")), None)
+    annotator, known = annotator_id(data, task.origin)
+    timestamp = data.get("_timestamp")
+    timestamp = float(timestamp) if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool) else 0.0
+    return AnswerKeys(
+        group_key=(task.role, input_hash, _canonical(meta)),
+        doc_key=f"doc:{doc_id}" if doc_id is not None else f"input:{input_hash}",
+        input_hash=input_hash,
+        annotator=annotator,
+        annotator_known=known,
+        timestamp=timestamp,
+        meta=meta,
+    )
+
+
+def _offsets(k: int, span: Dict[str, Any], label: str, length: int) -> Tuple[int, int]:
+    start, end = span.get("start"), span.get("end")
+    if start is None or end is None:
+        missing = " and ".join(key for key, v in (("'start'", start), ("'end'", end)) if v is None)
+        raise Rejection("span_missing_offsets", f"span {k} ({label}) has no {missing}")
+    if not _is_int(start) or not _is_int(end):
+        raise Rejection(
+            "non_integer_offsets",
+            f"span {k} ({label}) has non-integer offsets (start {start!r}, end {end!r}): "
+            "character offsets must be JSON integers",
+        )
+    if start == end and 0 <= start <= length:
+        raise Rejection("empty_span", f"span {k} ({label}) is an empty span (start == end == {start})")
+    if start > end:
+        raise Rejection("span_out_of_range", f"span {k} ({label}) [{start}:{end}] ends before it starts")
+    if not (0 <= start < end <= length):
+        raise Rejection(
+            "span_out_of_range", f"span {k} ({label}) [{start}:{end}] is outside the text (length {length})"
+        )
+    return start, end
+
+
+def validate_task(task: Task, options: ValidateOptions, ledger: Ledger, binary: bool = False) -> Annotation:
     """Check and align one task.
 
     task (Task): A raw task from a reader.
     options (ValidateOptions): Alignment policy, label set, renames.
     ledger (Ledger): Span-level counts (misaligned, dropped, renamed) go here.
+    binary (bool): The task is a binary answer (kept with --keep-binary):
+        spans answered `reject` (their own answer, else the task's) go to
+        `Annotation.rejected`, the accepted ones to `spans`. For a complete
+        annotation, a span answered `reject` or `ignore` is dropped (counted):
+        a rejected span never becomes a positive span.
     RETURNS (Annotation): The aligned annotation.
     RAISES (Rejection): With a reason code and a detail, for a per-task problem.
     """
@@ -255,19 +399,16 @@ def validate_task(task: Task, options: ValidateOptions, ledger: Ledger) -> Annot
     raw_spans = data.get("spans") or []
     if not isinstance(raw_spans, list):
         raise Rejection("bad_spans", "'spans' is not a list")
+    task_answer = data.get("answer")
     spans: Dict[SpanTuple, SpanTuple] = {}  # token span -> char span, deduplicated
+    rejected: Dict[SpanTuple, SpanTuple] = {}
     for k, span in enumerate(raw_spans):
         if not isinstance(span, dict):
             raise Rejection("bad_spans", f"span {k} is not an object")
-        start, end, label = span.get("start"), span.get("end"), span.get("label")
+        label = span.get("label")
         if not isinstance(label, str) or not label.strip():
-            raise Rejection("span_missing_label", f"span {k} [{start}:{end}] has no label")
-        if not _is_int(start) or not _is_int(end):
-            raise Rejection("span_out_of_range", f"span {k} ({label}) has no integer start/end")
-        if not (0 <= start < end <= len(text)):
-            raise Rejection(
-                "span_out_of_range", f"span {k} ({label}) [{start}:{end}] is outside the text (length {len(text)})"
-            )
+            raise Rejection("span_missing_label", f"span {k} [{span.get('start')}:{span.get('end')}] has no label")
+        start, end = _offsets(k, span, label, len(text))
         ts, te = span.get("token_start"), span.get("token_end")
         if from_task and (ts is not None or te is not None):
             if not _is_int(ts) or not _is_int(te):
@@ -304,28 +445,33 @@ def validate_task(task: Task, options: ValidateOptions, ledger: Ledger) -> Annot
                 continue
             raise Rejection("unknown_label", f"span {k} has label {label!r}, not in the label set")
         tok = (placed[0], placed[1], label)
+        own = span.get("answer")
+        said = span_answer(span, task_answer)
+        if binary and said == "reject":
+            rejected[tok] = (starts[placed[0]], ends[placed[1] - 1], label)
+            continue
+        if binary and (said != "accept" or task_answer != "accept"):
+            # ignored, or accepted inside a rejected task: known neither way
+            ledger.spans_dropped["span_answer_ignore" if said == "ignore" else "span_answer_conflict"] += 1
+            continue
+        if not binary and own is not None and own != "accept":
+            # a span answered reject (or ignore) inside a complete annotation is never positive
+            ledger.spans_dropped[f"span_answer_{own}"] += 1
+            continue
         if tok in spans:
             ledger.spans_dropped["duplicate_span"] += 1
             continue
         spans[tok] = (starts[placed[0]], ends[placed[1] - 1], label)
 
-    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
-    input_hash = data.get("_input_hash")
-    if input_hash is None:
-        input_hash = "text:" + hashlib.sha1(text.encode("utf8")).hexdigest()[:16]
-    doc_id = next((meta[key] for key in options.doc_id_keys if meta.get(key) not in (None, "")), None)
-    doc_key = f"doc:{doc_id}" if doc_id is not None else f"input:{input_hash}"
-    meta_key = _canonical(meta)
-    annotator = str(data.get("_annotator_id") or data.get("_session_id") or task.origin.dataset or task.origin.source)
-    timestamp = data.get("_timestamp")
-    timestamp = float(timestamp) if isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool) else 0.0
+    keys = answer_keys(task, options)
+    assert keys is not None  # the text was checked above
     is_review = data.get("_view_id") == "review" or "versions" in data
-    answer = str(data.get("answer"))
+    answer = str(task_answer)
     token_spans = sorted(spans)
     char_spans = [spans[s] for s in token_spans]
     starts_arr, ends_arr, spaces_bytes = array("i", starts), array("i", ends), bytes(spaces)
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(_canonical([text, char_spans, meta, annotator, answer, is_review]).encode("utf8"))
+    digest.update(_canonical([text, char_spans, keys.meta, keys.annotator, answer, is_review]).encode("utf8"))
     for part in (starts_arr.tobytes(), ends_arr.tobytes(), spaces_bytes):
         digest.update(part)
     return Annotation(
@@ -335,40 +481,16 @@ def validate_task(task: Task, options: ValidateOptions, ledger: Ledger) -> Annot
         spaces=spaces_bytes,
         spans=token_spans,
         char_spans=char_spans,
-        group_key=(task.role, input_hash, meta_key),
-        doc_key=doc_key,
+        group_key=keys.group_key,
+        doc_key=keys.doc_key,
         dedup_key=digest.digest(),
-        annotator=annotator,
-        timestamp=timestamp,
+        annotator=keys.annotator,
+        timestamp=keys.timestamp,
         is_review=is_review,
         answer=answer,
         origin=task.origin,
         role=task.role,
-        input_hash=input_hash,
+        input_hash=keys.input_hash,
+        annotator_known=keys.annotator_known,
+        rejected=sorted(rejected),
     )
-
-
-def classify_answer(data: Dict[str, Any]) -> Optional[Tuple[str, str]]:
-    """Decide whether a parsed task is a complete annotation.
-
-    data (Dict[str, Any]): The task.
-    RETURNS (Optional[Tuple[str, str]]): None for a complete (accepted) span
-        annotation; else (reason, detail): binary answers, rejects, ignores,
-        missing answers, interfaces that hold no spans.
-    """
-    view = data.get("_view_id")
-    answer = data.get("answer")
-    if view in BINARY_VIEWS:
-        return (
-            "binary_answer",
-            f"binary answer ({answer}) from the '{view}' interface: one span judged, not a complete annotation",
-        )
-    if view is not None and view not in SPAN_VIEWS:
-        return "unsupported_view", f"interface '{view}' holds no span annotation"
-    if answer == "accept":
-        return None
-    if answer in ("reject", "ignore"):
-        return f"answer_{answer}", f"answer is '{answer}'"
-    if answer is None:
-        return "no_answer", "the task has no 'answer' (not annotated?)"
-    return "unknown_answer", f"unknown answer {answer!r}"

@@ -27,6 +27,8 @@ _MODE = 0o666 & ~_UMASK
 
 __all__ = [
     "build_doc",
+    "build_binary_doc",
+    "BINARY_ATTRS",
     "atomic_path",
     "write_docbin",
     "write_text",
@@ -37,6 +39,8 @@ __all__ = [
 ]
 
 DOCBIN_ATTRS = ["ORTH", "SPACY"]
+# binary.spacy also stores entities, whose unannotated tokens stay missing
+BINARY_ATTRS = ["ORTH", "SPACY", "ENT_IOB", "ENT_TYPE"]
 
 
 class SpansDocBin(DocBin):
@@ -123,6 +127,39 @@ def build_doc(
     doc.user_data["doc_key"] = annotation.doc_key
     doc.user_data["input_hash"] = annotation.input_hash
     doc.user_data["origin"] = str(annotation.origin)
+    return doc
+
+
+def build_binary_doc(vocab: Vocab, annotation: Annotation, spans_key: str) -> Doc:
+    """Build a Doc from a binary answer (ner.teach and similar), so that
+    nothing in it reads as a complete annotation: there is no `spans_key`
+    group (spancat would take every unmarked span as a negative). Instead:
+
+    - `doc.spans[spans_key + "_accepted"]`: the spans answered accept;
+    - `doc.spans[spans_key + "_rejected"]`: the spans answered reject (for
+      spaCy's `ner` with `incorrect_spans_key`);
+    - `doc.ents`: the accepted spans (the longest where they overlap), every
+      other token's entity annotation *missing*, not "outside": spaCy's `ner`
+      then learns nothing about the tokens nobody judged;
+    - `user_data["annotation"] = "binary"`.
+
+    vocab (Vocab): The shared vocab.
+    annotation (Annotation): The validated binary answer (`spans` accepted,
+        `rejected` rejected).
+    spans_key (str): The project's spans key.
+    RETURNS (Doc): The doc.
+    """
+    from spacy.util import filter_spans
+
+    doc = Doc(vocab, words=annotation.words, spaces=[bool(s) for s in annotation.spaces])
+    accepted = [Span(doc, start, end, label=label) for start, end, label in annotation.spans]
+    doc.spans[f"{spans_key}_accepted"] = accepted
+    doc.spans[f"{spans_key}_rejected"] = [Span(doc, s, e, label=label) for s, e, label in annotation.rejected]
+    doc.set_ents(filter_spans(accepted), default="missing")
+    doc.user_data["doc_key"] = annotation.doc_key
+    doc.user_data["input_hash"] = annotation.input_hash
+    doc.user_data["origin"] = str(annotation.origin)
+    doc.user_data["annotation"] = "binary"
     return doc
 
 
