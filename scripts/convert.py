@@ -12,7 +12,8 @@ from biomed_spancat.ingest.startup import spacy_cli_deferred, torch_hidden
 
 # converting never runs a model nor spaCy's CLI: skip loading torch and spacy.cli (most of the start-up)
 with torch_hidden(), spacy_cli_deferred():
-    from biomed_spancat.ingest.convert import ConvertOptions, convert
+    from biomed_spancat.ingest.convert import ROLE_PREFIXES, ConvertOptions, convert
+    from biomed_spancat.ingest.pgsource import has_password
     from biomed_spancat.ingest.readers import ReadOptions
     from biomed_spancat.ingest.report import nothing_kept, print_summary
     from biomed_spancat.ingest.tasks import IngestError
@@ -25,7 +26,11 @@ def _progress(stream):
 
 
 def main(
-    sources: List[str] = typer.Argument(..., help="JSONL/.jsonl.gz files, folders, a .db path or a postgresql:// URL"),
+    sources: List[str] = typer.Argument(
+        ...,
+        help="JSONL/.jsonl.gz files, folders, a .db path, a postgresql:// URL or env:NAME (a variable holding one); "
+        "'eval:SOURCE' marks eval data, 'test:SOURCE' test data",
+    ),
     output_dir: Path = typer.Argument(..., help="Where train.spacy, dev.spacy, report.json, rejections.jsonl go"),
     datasets: str = typer.Option(
         "", help="Comma-separated datasets to read from databases/folders ('eval:NAME' marks eval); '' reads all"
@@ -58,6 +63,14 @@ def main(
     ),
     db_timeout: float = typer.Option(5.0, help="Seconds to wait for a locked database or a connection"),
 ):
+    for source in [*sources, *eval.split(","), *test.split(",")]:
+        prefix, sep, rest = source.partition(":")
+        if has_password(rest if sep and prefix in ROLE_PREFIXES else source):
+            msg.warn(
+                "a password is on the command line, where other users of this machine can read it: "
+                "put it in PGPASSWORD or ~/.pgpass, or the whole URL in a variable and pass env:NAME"
+            )
+            break
     rename_map = {}
     for pair in filter(None, (p.strip() for p in rename.split(","))):
         if "=" not in pair:

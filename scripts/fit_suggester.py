@@ -21,12 +21,16 @@ def main(
         None, "--rule-risk", help="Unseen spans each rule is expected to lose; default: calibrated on held-out docs"
     ),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the analysis and fit as JSON"),
+    heldout_recall: float = typer.Option(
+        0.99, "--heldout-recall", help="Recall of held-out documents' spans to keep (k-fold by document); 0: train only"
+    ),
 ):
     """Fit biomed.span_suggester.v1 on TRAIN and write BASE_CONFIG with it to OUTPUT."""
     try:
         record = fit_suggester_config(
             train, base_config, output, spans_key, target_recall,
             min_count=min_count, rule_risk=rule_risk, progress=msg.text,
+            heldout_recall=heldout_recall or None,
         )
     except (ValueError, FileNotFoundError) as err:
         msg.fail(f"fit-suggester: {err}", exits=1)
@@ -47,6 +51,13 @@ def main(
         f"train recall {record['train_recall']:.4%}, {record['train_per_token']:.3f} candidates/token "
         f"(ngram_range(1, {s['max_length']}): {record['ngram_per_token']:.3f})"
     )
+    held = record.get("heldout")
+    if held:
+        tried = next((t for t in held["tried"] if t["strategy"] == held["chosen"]), None)
+        line = f"settings '{held['chosen']}'"
+        if tried and tried.get("recall") is not None:
+            line += f": held-out recall {tried['recall']:.2%} ({held['folds']} folds of whole documents)"
+        (msg.good if held.get("reached") else msg.warn)(line, held.get("note", ""))
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf8")

@@ -753,6 +753,7 @@ def build_card(
         "a gold span it never proposes cannot be predicted.",
         "Research use only: not a medical device; do not base clinical decisions on its output without review.",
     ]
+    lims += [f"Train and eval data differ: {w}." for w in _dict(_dict(meta.get("training_data")).get("label_check")).get("warnings") or []]
     if base.get("stand_in"):
         lims.insert(0, f"The base model is the general-domain stand-in `{base.get('used', STAND_IN)}`, "
                        "not BiomedBERT (see the notice at the top).")

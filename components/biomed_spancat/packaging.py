@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-__all__ = ["SHIPPED_MODULES", "build_meta", "package_pipeline", "training_record", "wheel_path"]
+__all__ = ["SHIPPED_MODULES", "build_meta", "data_source", "package_pipeline", "training_record", "wheel_path"]
 
 HERE = Path(__file__).resolve().parent
 # Registered code a loaded pipeline needs; each file stands alone.
@@ -75,6 +75,22 @@ def shipped_code_paths() -> List[Path]:
     return [HERE / name for name in SHIPPED_MODULES]
 
 
+def data_source(corpus_report: Optional[Dict[str, Any]]) -> Dict[str, str]:
+    """The training data's entry in meta.json `sources`: CRAFT when every
+    source convert read is the CRAFT sample or a CRAFT export (or no report
+    was given), else the user's own annotations, named by their formats only
+    (paths and database URLs are not for a public card).
+
+    corpus_report (Optional[dict]): convert's report.json.
+    RETURNS (Dict[str, str]): The source entry.
+    """
+    sources = [s for s in (corpus_report or {}).get("sources", []) if isinstance(s, dict) and s.get("role")]
+    if not sources or all("craft" in str(s.get("source", "")).lower() for s in sources):
+        return CRAFT_SOURCE
+    formats = sorted({str(s.get("format", "export")) for s in sources})
+    return {"name": f"Own annotations ({', '.join(formats)}; counts under Training data)"}
+
+
 def build_meta(
     name: str,
     version: str,
@@ -82,7 +98,7 @@ def build_meta(
     corpus_report: Optional[Dict[str, Any]] = None,
     license: str = "cc-by-3.0",
     training: Optional[Dict[str, Any]] = None,
-    dataset: Dict[str, str] = CRAFT_SOURCE,
+    dataset: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Any]:
     """The meta.json overrides for the package.
 
@@ -92,9 +108,11 @@ def build_meta(
     corpus_report (dict): convert's report.json (counts only, never text).
     license (str): The pipeline's licence identifier.
     training (dict): scripts.train's training.json (time, hardware, versions).
-    dataset (dict): The training data source, for attribution.
+    dataset (Optional[dict]): The training data source, for attribution; by
+        default `data_source(corpus_report)`.
     RETURNS (dict): Keys spaCy knows plus `base_model` and `training_data`.
     """
+    dataset = dataset if dataset is not None else data_source(corpus_report)
     used = transformer_source["used"]
     stand_in = bool(transformer_source.get("stand_in"))
     description = (
@@ -130,7 +148,7 @@ def build_meta(
         meta["training"] = training
     if corpus_report is not None:
         meta["training_data"] = {
-            k: corpus_report[k] for k in ("counts", "spans_per_label", "splits") if k in corpus_report
+            k: corpus_report[k] for k in ("counts", "spans_per_label", "splits", "label_check") if k in corpus_report
         }
     return meta
 

@@ -781,6 +781,7 @@ def fit_suggester_config(
     rule_risk: Optional[float] = None,
     component: str = "spancat",
     progress: Optional[Callable[[str], None]] = None,
+    heldout_recall: Optional[float] = 0.99,
 ) -> Dict[str, Any]:
     """Analyse a training DocBin, fit the suggester and write the training config.
 
@@ -793,7 +794,11 @@ def fit_suggester_config(
     rule_risk (Optional[float]): Expected unseen loss per rule; None calibrates it.
     component (str): The spancat component whose suggester is set.
     progress (Optional[Callable[[str], None]]): Called with progress lines.
-    RETURNS (Dict[str, Any]): The analysis, the settings and the training figures.
+    heldout_recall (Optional[float]): The recall of held-out documents' spans
+        the settings must keep (see suggester_heldout.py); None fits for the
+        training recall alone.
+    RETURNS (Dict[str, Any]): The analysis, the settings, the training figures
+        and the held-out estimate.
     """
     if not Path(base_config).exists():
         raise FileNotFoundError(f"{base_config}: config not found")
@@ -804,9 +809,18 @@ def fit_suggester_config(
     analysis = analyse_spans(index_corpus(docs, spans_key))
     if analysis["spans"] == 0:
         raise ValueError(f"{train_path}: no gold spans under doc.spans[{spans_key!r}]; nothing to fit")
-    result = fit_suggester_settings(
-        docs, spans_key, target_recall, min_count=min_count, rule_risk=rule_risk, progress=progress
-    )
+    heldout: Optional[Dict[str, Any]] = None
+    if heldout_recall is None:
+        result = fit_suggester_settings(
+            docs, spans_key, target_recall, min_count=min_count, rule_risk=rule_risk, progress=progress
+        )
+    else:
+        from .suggester_heldout import fit_heldout_settings  # it imports this module
+
+        result, heldout = fit_heldout_settings(
+            docs, spans_key, target_recall, heldout_recall, min_count=min_count, rule_risk=rule_risk,
+            progress=progress,
+        )
     write_suggester_config(base_config, output, result.settings, component=component)
     n_tok = max(analysis["tokens"], 1)
     return {
@@ -822,6 +836,7 @@ def fit_suggester_config(
         "ngram_per_token": result.ngram_candidates / n_tok,
         "lost_by_length": result.lost_by_length,
         "lost_by_rules": result.lost_by_rules,
+        "heldout": heldout,
     }
 
 

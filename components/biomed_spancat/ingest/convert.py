@@ -28,7 +28,7 @@ from .tasks import IngestError, Ledger, Task, pseudonym
 from .validate import ALIGN_POLICIES, Annotation, Rejection, ValidateOptions, answer_keys, validate_task
 from .writer import BINARY_ATTRS, SpansDocBin, build_binary_doc, build_doc, fast_msgpack, open_temp, write_files
 
-__all__ = ["ConvertOptions", "convert", "resolve_sources", "BINARY_NOTE"]
+__all__ = ["ConvertOptions", "convert", "resolve_sources", "route_sources", "check_labels", "BINARY_NOTE", "ROLE_PREFIXES"]
 
 BINARY_NOTE = (
     "Binary answers (ner.teach, spans.teach and similar: model-proposed spans accepted or rejected one "
@@ -85,9 +85,82 @@ class ConvertOptions:
     read: ReadOptions = field(default_factory=ReadOptions)
 
 
+# A source given as "eval:PATH" (or "dev:PATH", "test:PATH") is eval (test) data:
+# one source string can then carry its own eval split, as the shipped sample does.
+ROLE_PREFIXES = {"eval": "dev", "dev": "dev", "test": "test"}
+
+
+def route_sources(sources: Sequence[str], options: ConvertOptions) -> Tuple[List[str], ConvertOptions]:
+    """Move sources prefixed `eval:`/`dev:`/`test:` into the options' eval/test lists.
+
+    `weasel run all --vars.prodigy_source "train.jsonl eval:dev.jsonl"` names
+    train and eval data in one variable, so a user who replaces it with their
+    own export replaces the eval data too (and gets a split of their own data).
+
+    sources (Sequence[str]): The main sources, some possibly prefixed.
+    options (ConvertOptions): The options; not modified.
+    RETURNS (Tuple[List[str], ConvertOptions]): The training sources and a copy
+        of the options with the prefixed sources added to `eval` / `test`.
+    """
+    train: List[str] = []
+    routed: Dict[str, List[str]] = {"dev": [], "test": []}
+    for source in sources:
+        prefix, sep, rest = source.partition(":")
+        if sep and prefix in ROLE_PREFIXES and rest and not rest.startswith("//"):
+            routed[ROLE_PREFIXES[prefix]].append(rest)
+        else:
+            train.append(source)
+    if not routed["dev"] and not routed["test"]:
+        return list(sources), options
+    return train, replace(options, eval=list(options.eval) + routed["dev"], test=list(options.test) + routed["test"])
+
+
+def check_labels(labels: Dict[str, Set[str]], ledger: Ledger) -> Dict[str, Any]:
+    """Compare the span labels of train with those of dev and test.
+
+    A model evaluated on labels it never saw scores zero, and a threshold tuned
+    on them is meaningless, so disjoint label sets stop the conversion; labels
+    found on one side only are a warning (in the report and on the card).
+
+    labels (Dict[str, Set[str]]): Split name -> span labels kept in it.
+    ledger (Ledger): Receives the warnings.
+    RETURNS (Dict[str, Any]): Per split its labels, and per eval split the
+        labels only in train and only in it, plus the warnings.
+    RAISES (IngestError): Train and an eval split both have spans, with no label in common.
+    """
+    train = labels.get("train", set())
+    out: Dict[str, Any] = {"labels": {split: sorted(found) for split, found in labels.items()}, "warnings": []}
+    for split in sorted(set(labels) - {"train"}):
+        other = labels[split]
+        if not train or not other:
+            continue
+        if not train & other:
+            raise IngestError(
+                f"train and {split} share no span label: train has {', '.join(sorted(train))}; "
+                f"{split} has {', '.join(sorted(other))}. The model would be tuned and evaluated on labels "
+                f"it never learns: give eval data annotated with the same labels (or leave the eval data "
+                f"empty to split it off the training source)"
+            )
+        only_train, only_other = sorted(train - other), sorted(other - train)
+        out[f"only_in_train_not_{split}"] = only_train
+        out[f"only_in_{split}"] = only_other
+        if only_train:
+            out["warnings"].append(
+                f"labels in train but not in {split} (not evaluated): {', '.join(only_train)}"
+            )
+        if only_other:
+            out["warnings"].append(
+                f"labels in {split} but not in train (never predicted, recall 0): {', '.join(only_other)}"
+            )
+    for warning in out["warnings"]:
+        ledger.warn(warning)
+    return out
+
+
 def _looks_like_source(item: str) -> bool:
     return (
-        bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", item))
+        item.startswith("env:")
+        or bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", item))
         or Path(item).exists()
         or "/" in item
         or (item.endswith((".jsonl", ".gz", ".db", ".sqlite", ".json", ".ndjson")))
@@ -307,6 +380,7 @@ def convert(
     RAISES (IngestError): A fatal problem, with the source and the reason;
         nothing is renamed into place then.
     """
+    sources, options = route_sources(sources, options)
     _check_options(options)
     t0 = time.perf_counter()
     output_dir = Path(output_dir)
@@ -364,6 +438,7 @@ def convert(
                         f"{len(shared)} document(s) appear in both train and {other} "
                         f"(e.g. {sorted(shared)[0]}): check the eval source for leakage"
                     )
+            label_check = check_labels({split: set(stats[split].spans) for split in wanted}, ledger)
             if binary:
                 binary_bin = DocBin(attrs=BINARY_ATTRS, store_user_data=True)
                 for annotation in binary:
@@ -387,6 +462,7 @@ def convert(
                 **selection,
                 **ledger.to_dict(),
                 "binary_note": BINARY_NOTE if ledger.binary else None,
+                "label_check": label_check,
                 "splits": {split: {"documents": len(documents[split]), **stats[split].to_dict()} for split in wanted},
                 "spans": _sum_stats(stats.values()).to_dict(),
                 "outputs": {},

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
+from .pgsource import is_postgres_source, resolve_dsn, scrub_dsn
 from .tasks import IngestError, Origin, Task
 
 __all__ = [
@@ -182,13 +183,16 @@ def redact_url(source: str) -> str:
 def _scrub(message: str, source: str) -> str:
     """Remove a URL's password (raw or percent-decoded) from an error message."""
     if _is_url(source):
+        message = message.replace(source, redact_url(source))
+    if is_postgres_source(source):  # a URL's or an env:NAME variable's password, raw or percent-decoded
+        message = scrub_dsn(message, source)
+    elif _is_url(source):
         password = urlsplit(source).password
         if password:
             from urllib.parse import unquote
 
             for secret in {password, unquote(password)}:
                 message = message.replace(secret, "***")
-        message = message.replace(source, redact_url(source))
     return message
 
 
@@ -414,7 +418,9 @@ def _pg_connect(source: str, options: ReadOptions):
     except ImportError as err:  # pragma: no cover - psycopg is in requirements.txt
         raise IngestError("reading PostgreSQL needs psycopg: pip install 'psycopg[binary]>=3.1'") from err
     try:
-        con = psycopg.connect(source, connect_timeout=max(1, int(options.db_timeout)))
+        con = psycopg.connect(resolve_dsn(source), connect_timeout=max(1, int(options.db_timeout)))
+    except IngestError:
+        raise
     except Exception as err:  # psycopg.Error, or a malformed URL (ProgrammingError)
         raise IngestError(f"{redact_url(source)}: cannot connect: {_scrub(str(err).strip(), source)}") from None
     try:
@@ -447,13 +453,14 @@ def _list_pg_datasets(source: str, options: ReadOptions) -> List[DatasetInfo]:
 
 @register_reader(
     "postgresql",
-    detect=lambda source: source.startswith(("postgresql://", "postgres://")),
+    detect=is_postgres_source,  # a URL, or env:NAME (see pgsource.py)
     list_datasets=_list_pg_datasets,
     priority=10,
 )
 def read_postgresql(source: str, datasets: Optional[Sequence[str]], options: ReadOptions) -> Iterator[Task]:
-    """Prodigy's PostgreSQL database by URL, streamed through a server-side
-    cursor; origin = dataset + `example.id`, with the password redacted."""
+    """Prodigy's PostgreSQL database by URL (or `env:NAME`, a variable holding
+    it), streamed through a server-side cursor; origin = dataset +
+    `example.id`, with the password redacted."""
     shown = redact_url(source)
     names = datasets if datasets is not None else [d.name for d in _list_pg_datasets(source, options)]
     con = _pg_connect(source, options)
