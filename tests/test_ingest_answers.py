@@ -374,7 +374,7 @@ def test_a_token_less_export_converts_without_importing_torch(tmp_path):
     for source, align in ((DATA / "no_tokens.jsonl", "expand"), (stripped, "expand")):
         out = tmp_path / source.stem
         result = subprocess.run(
-            [sys.executable, "-c", CONVERT_WITHOUT_TORCH, str(source), str(out), "--align", align],
+            [sys.executable, "-c", CONVERT_WITHOUT_TORCH, str(source), str(out), "--align", align, "--eval-split", "0"],
             capture_output=True,
             text=True,
             cwd=ROOT,
