@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
+from .sniff import READABLE_HINT, describe, peek, record_kind
 from .tasks import IngestError, Origin, Task
 
 __all__ = [
@@ -151,9 +152,11 @@ def get_reader(source: str, fmt: Optional[str] = None) -> Reader:
             return reader
     if not _is_url(source) and not Path(source).exists():
         raise IngestError(f"{source}: no such file, directory or database")
-    raise IngestError(
-        f"{redact_url(source)}: cannot tell its format (known: {', '.join(sorted(READERS))}); pass --format"
-    )
+    if _is_url(source):
+        raise IngestError(
+            f"{redact_url(source)}: cannot tell its format (known: {', '.join(sorted(READERS))}); pass --format"
+        )
+    raise IngestError(f"{source}: cannot read this file: it {describe(source)}. To convert it, {READABLE_HINT}")
 
 
 # --- helpers -------------------------------------------------------------------
@@ -253,6 +256,12 @@ def read_jsonl_file(path: Path, dataset: Optional[str] = None) -> Iterator[Task]
     dataset = dataset or _dataset_name(path)
     if not path.exists():
         raise IngestError(f"{source}: no such file")
+    seen = peek(source)
+    if seen is not None and seen.layout in ("array", "object"):
+        raise IngestError(
+            f"{source}: not JSON lines: it {describe(source)}. Leave out --format (the format is recognised "
+            "from the content) or name the tool's format (--format labelstudio|argilla)"
+        )
     lineno = 0
     try:
         with _open_binary(path) as f:
@@ -271,11 +280,16 @@ def read_jsonl_file(path: Path, dataset: Optional[str] = None) -> Iterator[Task]
 
 
 def _is_jsonl(source: str) -> bool:
+    """Prodigy JSON lines, told from the content (a file that cannot be
+    decoded as UTF-8 JSON falls back to its name, so the reader can say why)."""
     if _is_url(source):
         return False
-    if source.endswith(JSONL_SUFFIXES):
-        return True
-    return Path(source).is_file() and not _is_sqlite_file(source)
+    seen = peek(source)
+    if seen is None or seen.layout in ("binary", "text"):
+        return source.endswith(JSONL_SUFFIXES) and not _is_sqlite_file(source)
+    if seen.layout != "jsonl":
+        return False  # a JSON array or object, however many lines it spans, is not JSON lines
+    return record_kind(seen.first) == "prodigy"
 
 
 @register_reader("jsonl", detect=_is_jsonl, priority=-10)
