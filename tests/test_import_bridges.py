@@ -135,7 +135,7 @@ def test_argilla_flat_only_submitted_responses(tmp_path):
     assert [(r["line"], r["reason"]) for r in rows] == [
         (1, "argilla_discarded"), (1, "argilla_draft"), (4, "argilla_no_response")
     ]
-    assert rows[0]["detail"] == f"record f1: user {U2}'s response is discarded, not submitted"
+    assert rows[0]["detail"] == f"record f1: user {pseudonym(U2, 'argilla')}'s response is discarded, not submitted"
 
 
 def test_argilla_hub_parquet(tmp_path):

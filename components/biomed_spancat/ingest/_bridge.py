@@ -213,7 +213,7 @@ def iter_parquet(path: Path) -> Iterator[Tuple[int, Dict[str, Any]]]:
 def prodigy_task(
     text: str,
     spans: List[Dict[str, Any]],
-    annotator: str,
+    annotator: Optional[str],
     meta: Dict[str, Any],
     timestamp: Optional[float] = None,
     review: bool = False,
@@ -222,7 +222,8 @@ def prodigy_task(
 
     text (str): The annotated text (tokenized later by `convert`).
     spans (List[Dict[str, Any]]): {"start", "end", "label"} character spans.
-    annotator (str): `_annotator_id`.
+    annotator (Optional[str]): `_annotator_id` (a pseudonym); None when the
+        export does not say who answered.
     meta (Dict[str, Any]): The record's meta (identical for all its annotators).
     timestamp (Optional[float]): Seconds since the epoch, for `--merge latest`.
     review (bool): A reviewed answer (`--merge review` prefers it).
@@ -235,9 +236,10 @@ def prodigy_task(
         "meta": meta,
         "_input_hash": stable_hash(text),
         "_task_hash": stable_hash(text, spans),
-        "_annotator_id": annotator,
         "_view_id": "review" if review else "spans_manual",
     }
+    if annotator is not None:
+        task["_annotator_id"] = annotator
     if timestamp is not None:
         task["_timestamp"] = timestamp
     return task
