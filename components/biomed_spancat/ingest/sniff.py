@@ -140,9 +140,11 @@ def _is_span_list(value: Any, keys: Tuple[str, ...] = ("start", "end")) -> bool:
     return isinstance(value, list) and all(isinstance(v, dict) and all(k in v for k in keys) for v in value)
 
 
-def _is_triples(value: Any) -> bool:
+def _is_offset_triples(value: Any) -> bool:
+    """Doccano's [start, end, label] lists."""
     return isinstance(value, list) and all(
-        isinstance(v, (list, tuple)) and len(v) in (3, 4) and isinstance(v[0], str) for v in value
+        isinstance(v, (list, tuple)) and len(v) == 3 and isinstance(v[0], int) and isinstance(v[2], str)
+        for v in value
     )
 
 
@@ -166,10 +168,8 @@ def record_kind(record: Any) -> Optional[str]:
     if isinstance(record.get("text"), (str, dict)) and ({"annotation", "prediction"} & keys) and (
         record.get("status") in ARGILLA1_STATUSES or {"annotation_agent", "prediction_agent", "event_timestamp"} & keys
     ):
-        spans = [record.get(k) for k in ("annotation", "prediction") if record.get(k) is not None]
-        if "tokens" in keys and all(_is_triples(v) or _is_span_list(v, ("label", "start", "end")) for v in spans):
-            return "argilla1"
-        return "argilla1_textcat"
+        # TokenClassification records carry their tokens; text classification and text2text do not
+        return "argilla1" if isinstance(record.get("tokens"), list) else "argilla1_textcat"
     if (isinstance(record.get("fields"), dict) and "responses" in keys) or any(
         k.endswith(".responses") for k in keys
     ):
@@ -178,7 +178,7 @@ def record_kind(record: Any) -> Optional[str]:
         for key in ("label", "labels", "entities"):
             value = record.get(key)
             if isinstance(value, list) and value and (
-                _is_triples(value) or _is_span_list(value, ("start_offset", "end_offset"))
+                _is_offset_triples(value) or _is_span_list(value, ("start_offset", "end_offset"))
             ):
                 return "doccano"
     if keys & {"text", "spans", "tokens", "answer", "_input_hash", "_task_hash", "image", "html"}:
@@ -196,7 +196,7 @@ _NAMES = {
     "labelstudio": "a Label Studio export",
     "labelstudio_min": "a Label Studio JSON-MIN export",
     "argilla1": "Argilla 1.x TokenClassification records",
-    "argilla1_textcat": "Argilla 1.x TextClassification/Text2Text records (no spans to read)",
+    "argilla1_textcat": "Argilla 1.x TextClassification/Text2Text records (no spans)",
     "argilla2": "Argilla 2.x records",
     "doccano": "a Doccano export (text + [start, end, label] lists)",
     "prodigy": "Prodigy tasks",
@@ -260,7 +260,7 @@ def describe(source: str) -> str:
     kind = record_kind(seen.first)
     layout = {"array": "a JSON array", "jsonl": "JSON lines", "object": "a JSON object"}[seen.layout]
     if kind is not None:
-        return f"looks like {_NAMES[kind]} ({layout})"
+        return f"looks like {_NAMES[kind]}, as {layout}"
     if isinstance(seen.first, dict):
         what = "whose first record has" if seen.layout != "object" else "with"
         return f"is {layout} {what} keys {_keys(seen.first)}: not a known annotation export"
