@@ -82,8 +82,9 @@ def rejections(out):
     return [json.loads(line) for line in (out / "rejections.jsonl").read_text().splitlines()]
 
 
-def no_merge(groups=0, disagreeing=0, per_label=None):
-    return {"groups_merged": groups, "groups_with_disagreement": disagreeing, "disagreements_per_label": per_label or {}}
+def merge_stats(groups=0, disagreeing=0, per_label=None):
+    return {"groups_merged": groups, "groups_with_disagreement": disagreeing,
+            "disagreements_per_label": per_label or {}}
 
 
 # --- Label Studio --------------------------------------------------------------------
@@ -99,7 +100,7 @@ def test_label_studio_0x_pretty_printed_completions(tmp_path, fmt):
         "read": 8, "kept": 2, "rejected": 5, "merged": 1, "duplicates": 0,
         "rejected_by_reason": {"labelstudio_cancelled": 2, "labelstudio_no_annotation": 1,
                                "labelstudio_prediction": 2},
-        "merge": no_merge(groups=1),
+        "merge": merge_stats(groups=1),
     }
     assert kept_spans(tmp_path) == {
         "Sonic hedgehog is expressed in the notochord.": [("Sonic hedgehog", "PR"), ("notochord", "UBERON")],
@@ -123,14 +124,15 @@ def test_label_studio_0x_epoch_created_at_orders_latest(tmp_path):
     export = tmp_path / "ls.json"
     export.write_text(json.dumps(tasks, indent=4))
     run(export, tmp_path / "out", merge="latest")
-    assert kept_spans(tmp_path / "out")["Fgf8 and Fgf10 act in limb bud outgrowth."] == [("Fgf10", "PR"), ("Fgf8", "PR")]
+    fgf = kept_spans(tmp_path / "out")["Fgf8 and Fgf10 act in limb bud outgrowth."]
+    assert fgf == [("Fgf10", "PR"), ("Fgf8", "PR")]
 
 
 def test_label_studio_0x_one_task_per_file(tmp_path):
     assert peek(str(DATA / "labelstudio_0x_task5.json")).layout == "object"
     report = run(DATA / "labelstudio_0x_task5.json", tmp_path)
     assert ledger(report) == {"read": 1, "kept": 1, "rejected": 0, "merged": 0, "duplicates": 0,
-                              "rejected_by_reason": {}, "merge": no_merge()}
+                              "rejected_by_reason": {}, "merge": merge_stats()}
     assert kept_spans(tmp_path) == {"Wnt3a signalling patterns the somites.": [("Wnt3a", "PR"), ("somites", "UBERON")]}
 
 
@@ -142,7 +144,7 @@ def test_label_studio_1x_drafts_predictions_reviews(tmp_path):
         "read": 6, "kept": 2, "rejected": 4, "merged": 0, "duplicates": 0,
         "rejected_by_reason": {"labelstudio_cancelled": 1, "labelstudio_draft": 1, "labelstudio_prediction": 1,
                                "labelstudio_review_rejected": 1},
-        "merge": no_merge(),
+        "merge": merge_stats(),
     }
     assert kept_spans(tmp_path) == {
         "Retinoic acid signalling patterns the hindbrain.": [("Retinoic acid", "CHEBI"), ("hindbrain", "UBERON")],
@@ -177,7 +179,7 @@ def test_label_studio_json_lines(tmp_path):
     assert get_reader(str(DATA / "labelstudio_tasks.jsonl")).name == "labelstudio"
     report = run(DATA / "labelstudio_tasks.jsonl", tmp_path)
     assert ledger(report) == {"read": 3, "kept": 1, "rejected": 2, "merged": 0, "duplicates": 0,
-                              "rejected_by_reason": {"bad_spans": 1, "malformed": 1}, "merge": no_merge()}
+                              "rejected_by_reason": {"bad_spans": 1, "malformed": 1}, "merge": merge_stats()}
     assert kept_spans(tmp_path) == {"Hoxa13 is expressed in the autopod.": [("Hoxa13", "PR"), ("autopod", "UBERON")]}
     rows = rejections(tmp_path)
     assert [(r["line"], r["reason"]) for r in rows] == [(2, "malformed"), (3, "bad_spans")]
@@ -192,7 +194,7 @@ def test_label_studio_json_min(tmp_path):
     report = run(DATA / "labelstudio_min.json", tmp_path)
     # task 21 annotated twice (an e-mail, then user 7): majority keeps what both marked
     assert ledger(report) == {"read": 3, "kept": 2, "rejected": 0, "merged": 1, "duplicates": 0,
-                              "rejected_by_reason": {}, "merge": no_merge(1, 1, {"UBERON": 1})}
+                              "rejected_by_reason": {}, "merge": merge_stats(1, 1, {"UBERON": 1})}
     assert kept_spans(tmp_path) == {
         "Gdf5 marks the joint interzone.": [("Gdf5", "PR")],
         "Ihh regulates chondrocyte proliferation.": [("Ihh", "PR"), ("chondrocyte proliferation", "GO_BP")],
@@ -227,7 +229,7 @@ def test_argilla_1x_pandas_json_lines(tmp_path, fmt):
     assert ledger(report) == {
         "read": 7, "kept": 2, "rejected": 5, "merged": 0, "duplicates": 0,
         "rejected_by_reason": {"argilla_default": 1, "argilla_discarded": 1, "argilla_prediction": 2, "bad_spans": 1},
-        "merge": no_merge(),
+        "merge": merge_stats(),
     }
     assert kept_spans(tmp_path) == {
         "Pax6 binds DNA in the lens placode.": [("DNA", "CHEBI"), ("Pax6", "PR"), ("lens placode", "UBERON")],
@@ -246,8 +248,10 @@ def test_argilla_1x_datasets_rows(tmp_path):
     report = run(DATA / "argilla_v1_datasets.json", tmp_path)
     # one record in two annotators' copies: merged by majority (the UBERON spans differ)
     assert ledger(report) == {"read": 3, "kept": 1, "rejected": 1, "merged": 1, "duplicates": 0,
-                              "rejected_by_reason": {"argilla_prediction": 1}, "merge": no_merge(1, 1, {"UBERON": 2})}
-    assert kept_spans(tmp_path) == {"Fgf4 and Fgf8 signal from the apical ectodermal ridge.": [("Fgf4", "PR"), ("Fgf8", "PR")]}
+                              "rejected_by_reason": {"argilla_prediction": 1},
+                              "merge": merge_stats(1, 1, {"UBERON": 2})}
+    assert kept_spans(tmp_path) == {
+        "Fgf4 and Fgf8 signal from the apical ectodermal ridge.": [("Fgf4", "PR"), ("Fgf8", "PR")]}
     assert [(r["row"], r["reason"]) for r in rejections(tmp_path)] == [(1, "argilla_prediction")]
 
 
@@ -267,7 +271,7 @@ def test_argilla_1x_hub_parquet(tmp_path):
 def test_argilla_2x_keeps_working_with_people_pseudonymised(tmp_path):
     report = run(DATA / "argilla_v2_people.json", tmp_path)
     assert ledger(report) == {"read": 1, "kept": 1, "rejected": 0, "merged": 0, "duplicates": 0,
-                              "rejected_by_reason": {}, "merge": no_merge()}
+                              "rejected_by_reason": {}, "merge": merge_stats()}
     assert kept_spans(tmp_path) == {"Tbx5 and Tbx4 specify limb identity.": [("Tbx4", "PR"), ("Tbx5", "PR")]}
 
 
@@ -375,3 +379,22 @@ def test_a_json_array_is_never_read_as_json_lines(tmp_path, project_root):
          "--eval-split", "0"], cwd=project_root, capture_output=True, text=True)
     assert result.returncode == 0
     assert json.loads((tmp_path / "cli" / "report.json").read_text())["read"] == 8
+
+
+def test_meta_keeps_no_personal_keys_or_emails():
+    from biomed_spancat.ingest._bridge import scrub_meta
+
+    meta = {"doc_id": "PMC1", "batch": 7, "annotator_email": "a@b.org", "curator": "Morwenna Marchbanks",
+            "uploaded_by": "x", "contact": "Dr Q <q@example.org>", "reviewer": "R", "first_name": "Z",
+            "gene_name": "Pax6", "paragraph": 0}
+    assert scrub_meta(meta) == {"doc_id": "PMC1", "batch": 7, "gene_name": "Pax6", "paragraph": 0}
+
+
+def test_label_studio_meta_has_no_people():
+    tasks = list(read_label_studio(str(DATA / "labelstudio_1x.json"), None, ReadOptions()))
+    kept = [t.data for t in tasks if t.data is not None]
+    assert [t["meta"] for t in kept] == [
+        {"source": "labelstudio", "task_id": 11, "project": 3, "batch": "b7", "doc_id": "PMC501"},
+        {"source": "labelstudio", "task_id": 12, "project": 3, "doc_id": "PMC502"},
+    ]
+    assert [t["_annotator_id"] for t in kept] == [pseudonym(2, "labelstudio"), pseudonym(4, "labelstudio")]

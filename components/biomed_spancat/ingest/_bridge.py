@@ -175,7 +175,8 @@ def iter_records(path: Path, layout: str) -> Iterator[Tuple[Optional[int], int, 
 # Keys whose values name or identify a person (annotators, reviewers, owners):
 # never copied into a task's meta, which travels to the DocBins and reports.
 PERSONAL_KEY = re.compile(
-    r"e-?mail|user|annotator|author|review|complet|created_by|updated_by|owner|first_name|last_name|agent|phone",
+    r"e-?mail|user|annotator|labell?er|curator|assignee|worker|person|author|review|complet|_by$"
+    r"|owner|first_name|last_name|full_name|agent|phone",
     re.IGNORECASE,
 )
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")

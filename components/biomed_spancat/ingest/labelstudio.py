@@ -204,7 +204,8 @@ def _review(annotation: Dict[str, Any]) -> Optional[bool]:
 
 def _not_annotations(origin: Origin, task: Dict[str, Any], where: str) -> Iterator[Task]:
     """One rejected record per draft and per prediction of a task."""
-    for key, reason, what in (("drafts", "labelstudio_draft", "draft"), ("predictions", "labelstudio_prediction", "prediction")):
+    kinds = (("drafts", "labelstudio_draft", "draft"), ("predictions", "labelstudio_prediction", "prediction"))
+    for key, reason, what in kinds:
         items = task.get(key)
         if not isinstance(items, list):
             continue
@@ -242,7 +243,8 @@ def _task_tasks(origin: Origin, task: Dict[str, Any]) -> Iterator[Task]:
             continue
         verdict = _review(annotation)
         if verdict is False:
-            yield Task(None, origin, error=f"{here}: rejected by its latest review", reason="labelstudio_review_rejected")
+            why = f"{here}: rejected by its latest review"
+            yield Task(None, origin, error=why, reason="labelstudio_review_rejected")
             continue
         if text_key is None:
             yield Task(None, origin, error=f"{here}: {why}", reason="missing_text")
