@@ -398,3 +398,47 @@ def test_label_studio_meta_has_no_people():
         {"source": "labelstudio", "task_id": 12, "project": 3, "doc_id": "PMC502"},
     ]
     assert [t["_annotator_id"] for t in kept] == [pseudonym(2, "labelstudio"), pseudonym(4, "labelstudio")]
+
+
+def test_label_studio_0x_completions_folder(tmp_path):
+    """0.x keeps one `<task id>.json` per task in `completions/`; the folder reads like the array."""
+    folder = tmp_path / "completions"
+    folder.mkdir()
+    for task in json.loads((DATA / "labelstudio_0x.json").read_text()):
+        (folder / f"{task['id']}.json").write_text(json.dumps(task, indent=2))
+    (folder / "5.json").write_text((DATA / "labelstudio_0x_task5.json").read_text())
+    assert get_reader(str(folder)).name == "labelstudio"
+    report = run(folder, tmp_path / "out")
+    assert (report["read"], report["kept"], report["merged"], report["rejected_by_reason"]) == (
+        9, 3, 1, {"labelstudio_cancelled": 2, "labelstudio_no_annotation": 1, "labelstudio_prediction": 2})
+    assert set(report["read_by_source"]) == {str(folder / f"{i}.json") for i in range(1, 6)}
+
+
+def test_label_studio_0x_completion_without_annotator(tmp_path):
+    """Early 0.x completions carry no `completed_by` (label-studio-converter's 348.json): no
+    annotator id is made up for them, and messages say so."""
+    task = json.loads((DATA / "labelstudio_0x_task5.json").read_text())
+    del task["completions"][0]["completed_by"]
+    task["completions"].append({"id": 5002, "lead_time": 1.0, "created_at": 1600000600, "was_cancelled": True,
+                                "result": []})
+    path = tmp_path / "5.json"
+    path.write_text(json.dumps(task, indent=2))
+    tasks = list(read_label_studio(str(path), None, ReadOptions()))
+    assert "_annotator_id" not in tasks[0].data
+    assert tasks[1].error == "task 5 annotation 5002 by an unnamed annotator: cancelled (skipped)"
+
+
+def test_label_studio_0x_at_scale_counts_tasks_not_lines(tmp_path):
+    """261 pretty-printed tasks span 8,000 lines: 261 annotations are read, all kept."""
+    text = "Sonic hedgehog is expressed in the notochord number {}."
+    tasks = [{"completions": [{"created_at": 1600000000 + i, "id": i * 1000 + 1, "lead_time": 2.0,
+                               "completed_by": 1, "was_cancelled": False,
+                               "result": [{"from_name": "ner", "id": f"r{i}", "source": "$text", "to_name": "text",
+                                           "type": "labels", "value": {"start": 0, "end": 14, "labels": ["PR"],
+                                                                       "text": "Sonic hedgehog"}}]}],
+              "data": {"text": text.format(i)}, "id": i} for i in range(1, 262)]
+    export = tmp_path / "project-1.json"
+    export.write_text(json.dumps(tasks, indent=2))
+    assert export.read_text().count("\n") > 8000
+    report = run(export, tmp_path / "out")
+    assert (report["read"], report["kept"], report["rejected"]) == (261, 261, 0)

@@ -11,7 +11,8 @@ Accepted shapes (recognised from the content, not the file name):
 - the JSON export of Label Studio 0.x: the same with `completions` instead of
   `annotations` (`{"id", "lead_time", "created_at": <epoch seconds>,
   "was_cancelled" or "skipped", "completed_by": <id>, "result"}`), also one
-  task per file (`completions/<task id>.json`, one JSON object);
+  task per file (`completions/<task id>.json`, one JSON object), read one
+  file or the whole folder;
 - tasks one per line (JSON lines, as the SDK or a cloud storage target dumps them);
 - JSON-MIN: one row per annotation, `{<data keys>, "id", <from_name>:
   [{"start", "end", "text", "labels"}], "annotator", "annotation_id",
@@ -51,8 +52,20 @@ KINDS = ("labelstudio", "labelstudio_min")
 MIN_RESERVED = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement"}
 
 
+def _folder_files(source: str) -> List[Path]:
+    """The `<task id>.json` files of a folder of one-task files (Label Studio
+    0.x's `completions/`, a cloud storage target), in task id order."""
+    files = [p for p in Path(source).iterdir() if p.is_file() and p.suffix == ".json"]
+    return sorted(files, key=lambda p: (not p.stem.isdigit(), int(p.stem) if p.stem.isdigit() else 0, p.name))
+
+
 def is_label_studio(source: str) -> bool:
-    """Whether a source is a Label Studio export (told from its first record)."""
+    """Whether a source is a Label Studio export (told from its first
+    record), or a folder of one-task files whose first file is a task."""
+    path = Path(source)
+    if "://" not in source and path.is_dir():
+        files = _folder_files(source)
+        return bool(files) and is_label_studio(str(files[0]))
     seen = peek(source)
     return seen is not None and seen.layout in ("array", "jsonl", "object") and record_kind(seen.first) in KINDS
 
@@ -70,11 +83,14 @@ def utf16_to_codepoints(text: str) -> Optional[Dict[int, int]]:
     return mapping
 
 
-def _annotator(completed_by: Any) -> str:
+def _annotator(completed_by: Any) -> Optional[str]:
     """A stable pseudonym: the user's id when the export gives one (as an int
-    or inside a user object), else whatever identifies them (e-mail, object)."""
+    or inside a user object), else whatever identifies them (e-mail, object);
+    None when the export does not say (early 0.x completions)."""
     if isinstance(completed_by, dict) and completed_by.get("id") is not None:
         completed_by = completed_by["id"]
+    if completed_by is None or completed_by == "" or completed_by == {}:
+        return None
     return pseudonym(completed_by, FORMAT)
 
 
@@ -237,7 +253,7 @@ def _task_tasks(origin: Origin, task: Dict[str, Any]) -> Iterator[Task]:
     meta = _meta(task, data, text_key)
     for annotation in annotations:
         who = _annotator(annotation.get("completed_by"))
-        here = f"{where} annotation {annotation.get('id')} by {who}"
+        here = f"{where} annotation {annotation.get('id')} by {who or 'an unnamed annotator'}"
         if annotation.get("was_cancelled") or annotation.get("skipped"):
             yield Task(None, origin, error=f"{here}: cancelled (skipped)", reason="labelstudio_cancelled")
             continue
@@ -279,7 +295,7 @@ def _task_tasks(origin: Origin, task: Dict[str, Any]) -> Iterator[Task]:
 def _min_task(origin: Origin, row: Dict[str, Any]) -> Iterator[Task]:
     """A JSON-MIN row: one annotation, its regions under the control's name."""
     who = _annotator(row.get("annotator"))
-    here = f"task {row.get('id')} annotation {row.get('annotation_id')} by {who}"
+    here = f"task {row.get('id')} annotation {row.get('annotation_id')} by {who or 'an unnamed annotator'}"
     region_keys = [
         k for k, v in row.items()
         if k not in MIN_RESERVED and isinstance(v, list) and all(isinstance(r, dict) and "labels" in r for r in v)
@@ -305,12 +321,19 @@ def read_label_studio(source: str, datasets: Optional[Sequence[str]], options: R
     lines or one task per file): one task per annotation, draft, prediction
     (or task without any), each located by the line where its task starts.
 
-    source (str): The export file (gzip too).
+    source (str): The export file (gzip too), or a folder of one-task files.
     datasets (Optional[Sequence[str]]): Ignored (one export is one project).
     options (ReadOptions): Unused.
     YIELDS (Task): The tasks.
     """
     path = Path(source)
+    if path.is_dir():
+        files = _folder_files(source)
+        if not files:
+            raise IngestError(f"{source}: no Label Studio task files (<task id>.json) in this folder")
+        for file in files:
+            yield from read_label_studio(str(file), datasets, options)
+        return
     if not path.is_file():
         raise IngestError(f"{source}: no such file")
     seen = peek(source)
