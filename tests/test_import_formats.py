@@ -29,7 +29,12 @@ Where the fixtures' shapes come from (tests/data/bridges/):
   DatasetForTokenClassification._to_datasets_dict), one record annotated in
   two annotators' copies (same id);
 - argilla_v2_people.json: Argilla 2.x `records.to_json`, with people in
-  `responses[].user_id` and `metadata`.
+  `responses[].user_id` and `metadata`;
+- argilla_v1_feedback.jsonl: an Argilla 1.x FeedbackDataset with a span
+  question (1.26+) as `format_as("datasets")` rows: `<question>: [{"user_id",
+  "value", "status"}]`, `<question>-suggestion`, `<question>-suggestion-metadata`
+  (the column names of argilla 1.x's Hub dataset card template), `external_id`,
+  `metadata` as a JSON string.
 """
 import json
 import subprocess
@@ -301,7 +306,7 @@ def test_argilla_1x_broken_line_names_it(tmp_path):
 
 @pytest.mark.parametrize("name", [
     "labelstudio_1x.json", "labelstudio_min.json", "argilla_v1.jsonl", "argilla_v1_datasets.json",
-    "argilla_v2_people.json", "labelstudio_export.json",
+    "argilla_v2_people.json", "argilla_v1_feedback.jsonl", "labelstudio_export.json",
 ])
 def test_no_annotator_identity_in_any_output(tmp_path, project_root, name):
     source = DATA / name
@@ -442,3 +447,41 @@ def test_label_studio_0x_at_scale_counts_tasks_not_lines(tmp_path):
     assert export.read_text().count("\n") > 8000
     report = run(export, tmp_path / "out")
     assert (report["read"], report["kept"], report["rejected"]) == (261, 261, 0)
+
+
+def test_argilla_1x_feedback_dataset_rows(tmp_path):
+    assert get_reader(str(DATA / "argilla_v1_feedback.jsonl")).name == "argilla"
+    report = run(DATA / "argilla_v1_feedback.jsonl", tmp_path)
+    # fb1: submitted + draft + discarded (the suggestion is not read); fb2: nobody answered
+    assert ledger(report) == {
+        "read": 4, "kept": 1, "rejected": 3, "merged": 0, "duplicates": 0,
+        "rejected_by_reason": {"argilla_discarded": 1, "argilla_draft": 1, "argilla_no_response": 1},
+        "merge": merge_stats(),
+    }
+    assert kept_spans(tmp_path) == {
+        "Gli3 represses Shh in the anterior limb bud.": [("Gli3", "PR"), ("Shh", "PR"), ("anterior limb bud", "UBERON")]}
+    assert [(r["line"], r["detail"]) for r in rejections(tmp_path)] == [
+        (1, f"record fb1: user {pseudonym('6a1e0c2d-2222-4a1b-9c3d-0a1b2c3d4e02', 'argilla')}'s response is draft, "
+            "not submitted"),
+        (1, f"record fb1: user {pseudonym('6a1e0c2d-3333-4a1b-9c3d-0a1b2c3d4e03', 'argilla')}'s response is "
+            "discarded, not submitted"),
+        (2, "record fb2: no response to the span question"),
+    ]
+
+
+def test_argilla_1x_feedback_records_as_dicts(tmp_path):
+    """`FeedbackRecord.dict()` saved as JSON: responses are a list with `values` per question."""
+    row = json.loads((DATA / "argilla_v1_feedback.jsonl").read_text().splitlines()[0])
+    record = {
+        "fields": {"text": row["text"]}, "metadata": {"doc_id": "PMC901"}, "external_id": "fb1",
+        "responses": [{"user_id": r["user_id"], "values": {"entities": {"value": r["value"]}}, "status": r["status"]}
+                      for r in row["entities"]],
+        "suggestions": [{"question_name": "entities", "value": row["entities-suggestion"], "agent": "model"}],
+    }
+    path = tmp_path / "records.json"
+    path.write_text(json.dumps([record], indent=2))
+    report = run(path, tmp_path / "out")
+    assert (report["read"], report["kept"], report["rejected_by_reason"]) == (
+        3, 1, {"argilla_discarded": 1, "argilla_draft": 1})
+    assert kept_spans(tmp_path / "out") == {
+        row["text"]: [("Gli3", "PR"), ("Shh", "PR"), ("anterior limb bud", "UBERON")]}

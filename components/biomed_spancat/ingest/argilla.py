@@ -69,6 +69,60 @@ class ArgillaRecord:
     responses: List[Response]
 
 
+def _feedback_responses(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(r, dict) and "user_id" in r and "value" in r for r in value)
+    )
+
+
+def is_feedback_hf(data: Dict[str, Any]) -> bool:
+    """An Argilla 1.x FeedbackDataset record as `format_as("datasets")` /
+    `push_to_huggingface` writes it: `<question>: [{"user_id", "value", "status"}]`."""
+    return any(k.endswith("-suggestion-metadata") for k in data) or any(
+        _feedback_responses(v) for k, v in data.items() if "-suggestion" not in k
+    )
+
+
+def _json_object(value: Any) -> Dict[str, Any]:
+    if isinstance(value, str):  # the datasets export stores metadata as a JSON string
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _feedback_record(data: Dict[str, Any]) -> ArgillaRecord:
+    """An Argilla 1.x FeedbackDataset record (span questions exist since 1.26):
+    `FeedbackRecord` as a dict (`{"fields", "responses": [{"user_id", "values":
+    {question: {"value"}}, "status"}], "suggestions": [...], "metadata",
+    "external_id"}`) or its datasets row (`{<fields>, <question>: [{"user_id",
+    "value", "status"}], "<question>-suggestion", "<question>-suggestion-metadata",
+    "external_id", "metadata"}`)."""
+    record_id = str(data.get("external_id") if data.get("external_id") is not None else data.get("id"))
+    metadata = _json_object(data.get("metadata"))
+    responses: List[Response] = []
+    if isinstance(data.get("responses"), list):
+        fields = data.get("fields") if isinstance(data.get("fields"), dict) else {}
+        for item in data["responses"]:
+            if not isinstance(item, dict) or not isinstance(item.get("values"), dict):
+                raise ValueError("a response has no 'values' object")
+            for question, answer in item["values"].items():
+                value = answer.get("value") if isinstance(answer, dict) else answer
+                responses.append((question, value, str(item.get("user_id")), item.get("status")))
+        return ArgillaRecord(record_id, {**fields, **metadata}, metadata, responses)
+    fields = {}
+    for key, value in data.items():
+        if _feedback_responses(value) and "-suggestion" not in key:
+            for item in value:
+                responses.append((key, item["value"], str(item.get("user_id")), item.get("status")))
+        elif key not in ("external_id", "metadata", "vectors", "id") and "-suggestion" not in key:
+            fields[key] = value
+    return ArgillaRecord(record_id, {**fields, **metadata}, metadata, responses)
+
+
 def normalize_record(data: Dict[str, Any]) -> ArgillaRecord:
     """Read a nested or a flattened Argilla record.
 
@@ -78,6 +132,8 @@ def normalize_record(data: Dict[str, Any]) -> ArgillaRecord:
     """
     record_id = str(data.get("id") if data.get("id") is not None else data.get("_server_id"))
     responses: List[Response] = []
+    if isinstance(data.get("responses"), list) or is_feedback_hf(data):
+        return _feedback_record(data)
     if isinstance(data.get("fields"), dict) or isinstance(data.get("responses"), dict):
         fields = data.get("fields") or {}
         metadata = data.get("metadata") or {}

@@ -174,6 +174,11 @@ def record_kind(record: Any) -> Optional[str]:
         k.endswith(".responses") for k in keys
     ):
         return "argilla2"
+    if any(k.endswith("-suggestion-metadata") for k in keys) or any(
+        isinstance(v, list) and v and all(isinstance(r, dict) and {"user_id", "value", "status"} <= set(r) for r in v)
+        for v in record.values()
+    ):
+        return "argilla2"  # 1.x FeedbackDataset rows (format_as("datasets")) read the same way
     if isinstance(record.get("text"), str) and "spans" not in keys and "answer" not in keys:
         for key in ("label", "labels", "entities"):
             value = record.get(key)
@@ -197,7 +202,7 @@ _NAMES = {
     "labelstudio_min": "a Label Studio JSON-MIN export",
     "argilla1": "Argilla 1.x TokenClassification records",
     "argilla1_textcat": "Argilla 1.x TextClassification/Text2Text records (no spans)",
-    "argilla2": "Argilla 2.x records",
+    "argilla2": "Argilla 2.x (or 1.x FeedbackDataset) records",
     "doccano": "a Doccano export (text + [start, end, label] lists)",
     "prodigy": "Prodigy tasks",
 }
