@@ -241,8 +241,8 @@ def test_argilla_1x_pandas_json_lines(tmp_path, fmt):
         "The samples were stored overnight.": [],  # validated with no entities: data, not nothing
     }
     assert [(r["line"], r["reason"], r["detail"]) for r in rejections(tmp_path)] == [
-        (1, "argilla_prediction", "record v1: prediction by en_ner_craft_md is not an annotation"),
-        (2, "argilla_prediction", "record v2: prediction by en_ner_craft_md is not an annotation"),
+        (1, "argilla_prediction", "record v1: a prediction is not an annotation"),
+        (2, "argilla_prediction", "record v2: a prediction is not an annotation"),
         (2, "argilla_default", "record v2: status Default, not validated"),
         (3, "argilla_discarded", "record v3: status Discarded, not validated"),
         (5, "bad_spans", "record v5: annotation entity 0 is ['PR', 0], not [label, start, end]"),

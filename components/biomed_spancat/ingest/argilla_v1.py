@@ -111,9 +111,8 @@ def v1_tasks(origin: Origin, data: Dict[str, Any], dataset: str) -> Iterator[Tas
     record_id = data.get("id")
     where = f"record {record_id}"
     if data.get("prediction") is not None:
-        agent = data.get("prediction_agent")
-        by = f" by {agent}" if isinstance(agent, str) and agent and "@" not in agent else ""
-        yield Task(None, origin, error=f"{where}: prediction{by} is not an annotation", reason="argilla_prediction")
+        # `prediction_agent` is free text (a model, or a person): not repeated in messages
+        yield Task(None, origin, error=f"{where}: a prediction is not an annotation", reason="argilla_prediction")
     status = data.get("status")
     agent = data.get("annotated_by", data.get("annotation_agent"))
     who = pseudonym(agent, "argilla") if agent not in (None, "") else None
