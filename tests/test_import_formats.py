@@ -485,3 +485,18 @@ def test_argilla_1x_feedback_records_as_dicts(tmp_path):
         3, 1, {"argilla_discarded": 1, "argilla_draft": 1})
     assert kept_spans(tmp_path / "out") == {
         row["text"]: [("Gli3", "PR"), ("Shh", "PR"), ("anterior limb bud", "UBERON")]}
+
+
+def test_prodigy_tasks_saved_as_a_json_array(tmp_path):
+    """Prodigy tasks written as one pretty-printed JSON array (srsly.write_json) are read
+    element by element, each located by the line where it starts."""
+    tasks = [{"text": "Pax6 binds DNA.", "spans": [{"start": 0, "end": 4, "label": "PR"}], "answer": "accept"},
+             {"text": "Skip me.", "spans": [], "answer": "ignore"}, 7]
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps(tasks, indent=2))
+    assert get_reader(str(path)).name == "jsonl"
+    report = run(path, tmp_path / "out")
+    assert (report["read"], report["kept"], report["rejected_by_reason"]) == (
+        3, 1, {"answer_ignore": 1, "malformed_task": 1})
+    assert [(r["line"], r["reason"]) for r in rejections(tmp_path / "out")] == [
+        (13, "answer_ignore"), (18, "malformed_task")]

@@ -258,6 +258,9 @@ def read_jsonl_file(path: Path, dataset: Optional[str] = None) -> Iterator[Task]
         raise IngestError(f"{source}: no such file")
     seen = peek(source)
     if seen is not None and seen.layout in ("array", "object"):
+        if record_kind(seen.first) == "prodigy":  # Prodigy tasks saved as one JSON array (or one task)
+            yield from _read_json_tasks(path, seen.layout, dataset)
+            return
         raise IngestError(
             f"{source}: not JSON lines: it {describe(source)}. Leave out --format (the format is recognised "
             "from the content) or name the tool's format (--format labelstudio|argilla)"
@@ -279,6 +282,25 @@ def read_jsonl_file(path: Path, dataset: Optional[str] = None) -> Iterator[Task]
         raise IngestError(f"{source}: unreadable after line {lineno}: {err}") from err
 
 
+def _read_json_tasks(path: Path, layout: str, dataset: str) -> Iterator[Task]:
+    """Prodigy tasks in a JSON array (or a file holding one task): one Task
+    per element, located by the line where it starts."""
+    from ._bridge import iter_records
+
+    source = str(path)
+    for index, line, value, _ in iter_records(path, layout):
+        origin = Origin(source, line=line, dataset=dataset)
+        if not isinstance(value, dict):
+            yield Task(
+                None,
+                origin,
+                reason="malformed_task",
+                error=f"record {index} of the array: malformed task: a JSON {type(value).__name__}, not an object",
+            )
+            continue
+        yield Task(value, origin)
+
+
 def _is_jsonl(source: str) -> bool:
     """Prodigy JSON lines, told from the content (a file that cannot be
     decoded as UTF-8 JSON falls back to its name, so the reader can say why)."""
@@ -287,9 +309,9 @@ def _is_jsonl(source: str) -> bool:
     seen = peek(source)
     if seen is None or seen.layout in ("binary", "text"):
         return source.endswith(JSONL_SUFFIXES) and not _is_sqlite_file(source)
-    if seen.layout != "jsonl":
-        return False  # a JSON array or object, however many lines it spans, is not JSON lines
-    return record_kind(seen.first) == "prodigy"
+    # a JSON array or object, however many lines it spans, is never read line by line;
+    # Prodigy tasks saved as a JSON array are read element by element
+    return seen.layout in ("jsonl", "array", "object") and record_kind(seen.first) == "prodigy"
 
 
 @register_reader("jsonl", detect=_is_jsonl, priority=-10)
