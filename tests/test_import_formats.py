@@ -500,3 +500,27 @@ def test_prodigy_tasks_saved_as_a_json_array(tmp_path):
         3, 1, {"answer_ignore": 1, "malformed_task": 1})
     assert [(r["line"], r["reason"]) for r in rejections(tmp_path / "out")] == [
         (13, "answer_ignore"), (18, "malformed_task")]
+
+
+def test_argilla_meta_has_no_people():
+    from biomed_spancat.ingest.argilla import read_argilla
+
+    metas = {}
+    for name in ("argilla_v1.jsonl", "argilla_v1_datasets.json", "argilla_v2_people.json", "argilla_v1_feedback.jsonl"):
+        for task in read_argilla(str(DATA / name), None, ReadOptions()):
+            if task.data is not None:
+                metas.setdefault(name, []).append(task.data["meta"])
+    assert metas == {
+        "argilla_v1.jsonl": [
+            {"source": "argilla", "dataset": "argilla_v1", "record_id": "v1", "doc_id": "PMC601"},
+            {"source": "argilla", "dataset": "argilla_v1", "record_id": "v4", "doc_id": "PMC604"},
+        ],
+        "argilla_v1_datasets.json": [
+            {"source": "argilla", "dataset": "argilla_v1_datasets", "record_id": "d1", "doc_id": "PMC701"},
+            {"source": "argilla", "dataset": "argilla_v1_datasets", "record_id": "d1", "doc_id": "PMC701"},
+        ],
+        "argilla_v2_people.json": [
+            {"source": "argilla", "dataset": "argilla_v2_people", "record_id": "n1", "doc_id": "PMC801"}],
+        "argilla_v1_feedback.jsonl": [
+            {"source": "argilla", "dataset": "argilla_v1_feedback", "record_id": "fb1", "doc_id": "PMC901"}],
+    }
