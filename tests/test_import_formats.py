@@ -506,7 +506,8 @@ def test_argilla_meta_has_no_people():
     from biomed_spancat.ingest.argilla import read_argilla
 
     metas = {}
-    for name in ("argilla_v1.jsonl", "argilla_v1_datasets.json", "argilla_v2_people.json", "argilla_v1_feedback.jsonl"):
+    names = ("argilla_v1.jsonl", "argilla_v1_datasets.json", "argilla_v2_people.json", "argilla_v1_feedback.jsonl")
+    for name in names:
         for task in read_argilla(str(DATA / name), None, ReadOptions()):
             if task.data is not None:
                 metas.setdefault(name, []).append(task.data["meta"])
