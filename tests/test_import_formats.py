@@ -459,7 +459,8 @@ def test_argilla_1x_feedback_dataset_rows(tmp_path):
         "merge": merge_stats(),
     }
     assert kept_spans(tmp_path) == {
-        "Gli3 represses Shh in the anterior limb bud.": [("Gli3", "PR"), ("Shh", "PR"), ("anterior limb bud", "UBERON")]}
+        "Gli3 represses Shh in the anterior limb bud.": [
+            ("Gli3", "PR"), ("Shh", "PR"), ("anterior limb bud", "UBERON")]}
     assert [(r["line"], r["detail"]) for r in rejections(tmp_path)] == [
         (1, f"record fb1: user {pseudonym('6a1e0c2d-2222-4a1b-9c3d-0a1b2c3d4e02', 'argilla')}'s response is draft, "
             "not submitted"),
