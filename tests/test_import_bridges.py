@@ -22,7 +22,7 @@ from biomed_spancat.ingest.argilla import normalize_record, read_argilla
 from biomed_spancat.ingest.convert import ConvertOptions, convert
 from biomed_spancat.ingest.labelstudio import read_label_studio, utf16_to_codepoints
 from biomed_spancat.ingest.readers import ReadOptions, get_reader
-from biomed_spancat.ingest.tasks import IngestError
+from biomed_spancat.ingest.tasks import IngestError, pseudonym
 
 DATA = Path(__file__).parent / "data" / "bridges"
 ARGILLA_DISK = DATA / "argilla_disk"
@@ -135,7 +135,7 @@ def test_argilla_flat_only_submitted_responses(tmp_path):
     assert [(r["line"], r["reason"]) for r in rows] == [
         (1, "argilla_discarded"), (1, "argilla_draft"), (4, "argilla_no_response")
     ]
-    assert rows[0]["detail"] == f"record f1: user {U2}'s response is discarded, not submitted"
+    assert rows[0]["detail"] == f"record f1: user {pseudonym(U2, 'argilla')}'s response is discarded, not submitted"
 
 
 def test_argilla_hub_parquet(tmp_path):
@@ -198,9 +198,9 @@ def test_label_studio_end_to_end(tmp_path):
     report = run([LABEL_STUDIO], tmp_path)
     # task 1: 2 annotations + 1 cancelled; task 2: 2 (one ground truth); task 3: predictions only;
     # task 4: region text mismatch; task 5: one region with two labels; task 6: UTF-16 offsets
-    assert balance(report) == (9, 4, 3, 2, 0) and report["balanced"]
+    assert balance(report) == (10, 4, 4, 2, 0) and report["balanced"]
     assert report["rejected_by_reason"] == {
-        "bad_spans": 1, "labelstudio_cancelled": 1, "labelstudio_no_annotation": 1
+        "bad_spans": 1, "labelstudio_cancelled": 1, "labelstudio_no_annotation": 1, "labelstudio_prediction": 1
     }
     docs = docs_by_text(tmp_path / "train.spacy")
     t1 = docs["Retinoic acid induces apoptosis in neural crest cells."]
@@ -212,10 +212,11 @@ def test_label_studio_end_to_end(tmp_path):
     assert t1.user_data["doc_key"] == "doc:PMC301"
     rows = rejections(tmp_path)
     assert [(r["line"], r["reason"]) for r in rows] == [
-        (2, "labelstudio_cancelled"), (311, "labelstudio_no_annotation"), (368, "bad_spans")
+        (2, "labelstudio_cancelled"), (311, "labelstudio_prediction"), (311, "labelstudio_no_annotation"),
+        (368, "bad_spans"),
     ]
-    assert rows[0]["detail"] == "task 1 annotation 13 by labelstudio:3: cancelled (skipped)"
-    assert "is 'Wnt1' in the text but 'Wnt2' in the export" in rows[2]["detail"]
+    assert rows[0]["detail"] == f"task 1 annotation 13 by {pseudonym(3, 'labelstudio')}: cancelled (skipped)"
+    assert "is 'Wnt1' in the text but 'Wnt2' in the export" in rows[3]["detail"]
 
 
 @pytest.mark.parametrize(
@@ -230,7 +231,7 @@ def test_label_studio_end_to_end(tmp_path):
 )
 def test_label_studio_merge_policies(tmp_path, merge, task1, task2):
     report = run([LABEL_STUDIO], tmp_path, merge=merge)
-    assert balance(report) == (9, 4, 3, 2, 0)
+    assert balance(report) == (10, 4, 4, 2, 0)
     docs = docs_by_text(tmp_path / "train.spacy")
     assert spans(docs["Retinoic acid induces apoptosis in neural crest cells."]) == task1
     assert spans(docs["Pax6 is expressed in the developing lens and retina."]) == task2
@@ -276,7 +277,7 @@ def test_mixed_sources_one_report_one_rejections_file(tmp_path):
         + json.dumps({"text": "Skip me.", "spans": [], "answer": "ignore", "_input_hash": 3, "_task_hash": 4}) + "\n"
     )
     report = run([prodigy, LABEL_STUDIO, ARGILLA_FLAT], tmp_path / "out", eval=[str(ARGILLA_DISK)])
-    assert balance(report) == (2 + 9 + 7 + 5, 1 + 4 + 3 + 2, 1 + 3 + 3 + 2, 2 + 1 + 1, 0)
+    assert balance(report) == (2 + 10 + 7 + 5, 1 + 4 + 3 + 2, 1 + 4 + 3 + 2, 2 + 1 + 1, 0)
     assert report["balanced"]
     assert set(report["read_by_source"]) == {
         str(prodigy), str(LABEL_STUDIO), str(ARGILLA_FLAT), str(ARGILLA_DISK / "records.json")
@@ -284,7 +285,7 @@ def test_mixed_sources_one_report_one_rejections_file(tmp_path):
     assert report["kept_by_split"] == {"train": 8, "dev": 2}
     reasons = [r["reason"] for r in rejections(tmp_path / "out")]
     assert sorted(reasons) == sorted([
-        "answer_ignore", "labelstudio_cancelled", "labelstudio_no_annotation", "bad_spans",
+        "answer_ignore", "labelstudio_cancelled", "labelstudio_no_annotation", "labelstudio_prediction", "bad_spans",
         "argilla_discarded", "argilla_draft", "argilla_no_response", "misaligned_span", "argilla_no_response",
     ])
     assert len(DocBin().from_disk(tmp_path / "out" / "dev.spacy")) == 2
@@ -303,4 +304,4 @@ def test_convert_cli_finds_the_bridges(tmp_path, project_root):
         f"'labelstudio'\n{result.stdout}\n{result.stderr}"
     )
     report = json.loads((out / "report.json").read_text())
-    assert balance(report) == (16, 7, 6, 3, 0)
+    assert balance(report) == (17, 7, 7, 3, 0)

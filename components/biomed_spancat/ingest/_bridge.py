@@ -18,6 +18,7 @@ exactly like Prodigy tasks:
 import gzip
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
@@ -31,6 +32,8 @@ __all__ = [
     "iter_json_array",
     "iter_jsonl",
     "iter_parquet",
+    "iter_records",
+    "scrub_meta",
     "prodigy_task",
 ]
 
@@ -115,7 +118,7 @@ def iter_json_array(path: Path) -> Iterator[Tuple[int, int, Any]]:
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
-            raise fail(err.pos, err.msg) from None
+            raise fail(err.pos, f"{err.msg} (in record {index + 1} of the array)") from None
         index += 1
         line += text.count("\n", last, pos)
         last = pos
@@ -126,7 +129,7 @@ def iter_json_array(path: Path) -> Iterator[Tuple[int, int, Any]]:
             continue
         if pos < n and text[pos] == "]":
             return
-        raise fail(pos, "expected ',' or ']' after a record")
+        raise fail(pos, f"expected ',' or ']' after record {index} of the array")
 
 
 def iter_jsonl(path: Path) -> Iterator[Tuple[int, Optional[Any], Optional[str]]]:
@@ -140,6 +143,57 @@ def iter_jsonl(path: Path) -> Iterator[Tuple[int, Optional[Any], Optional[str]]]
                 yield lineno, json.loads(raw), None
             except json.JSONDecodeError as err:
                 yield lineno, None, f"malformed JSON: {err.msg} at column {err.colno}"
+
+
+def iter_records(path: Path, layout: str) -> Iterator[Tuple[Optional[int], int, Any, Optional[str]]]:
+    """Stream the records of a JSON array, a JSON-lines file or a file that
+    holds one JSON object (one task per file, as Label Studio 0.x's
+    `completions/<id>.json` and its cloud storage targets write them).
+
+    path (Path): The file (plain or gzip).
+    layout (str): "array", "jsonl" or "object" (see `sniff.peek`).
+    YIELDS (Tuple[Optional[int], int, Any, Optional[str]]): 1-based index in
+        the array (None for JSON lines), 1-based line, the record (None when
+        the line is not JSON) and the error for such a line.
+    """
+    if layout == "array":
+        for index, line, value in iter_json_array(path):
+            yield index, line, value, None
+    elif layout == "jsonl":
+        for line, value, error in iter_jsonl(path):
+            yield None, line, value, error
+    else:
+        with open_text(path) as f:
+            text = f.read()
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise IngestError(f"{path}:{err.lineno}:{err.colno}: malformed JSON export: {err.msg}") from None
+        yield 1, 1, value, None
+
+
+# Keys whose values name or identify a person (annotators, reviewers, owners):
+# never copied into a task's meta, which travels to the DocBins and reports.
+PERSONAL_KEY = re.compile(
+    r"e-?mail|user|annotator|labell?er|curator|assignee|worker|person|author|review|complet|_by$"
+    r"|owner|first_name|last_name|full_name|agent|phone",
+    re.IGNORECASE,
+)
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def scrub_meta(meta: Dict[str, Any]) -> Dict[str, Any]:
+    """A record's meta without personal data: keys that name people
+    (PERSONAL_KEY) and string values holding an e-mail address are dropped.
+
+    meta (Dict[str, Any]): Scalar meta values.
+    RETURNS (Dict[str, Any]): The meta to keep.
+    """
+    return {
+        key: value
+        for key, value in meta.items()
+        if not PERSONAL_KEY.search(str(key)) and not (isinstance(value, str) and EMAIL.search(value))
+    }
 
 
 def iter_parquet(path: Path) -> Iterator[Tuple[int, Dict[str, Any]]]:
@@ -160,7 +214,7 @@ def iter_parquet(path: Path) -> Iterator[Tuple[int, Dict[str, Any]]]:
 def prodigy_task(
     text: str,
     spans: List[Dict[str, Any]],
-    annotator: str,
+    annotator: Optional[str],
     meta: Dict[str, Any],
     timestamp: Optional[float] = None,
     review: bool = False,
@@ -169,7 +223,8 @@ def prodigy_task(
 
     text (str): The annotated text (tokenized later by `convert`).
     spans (List[Dict[str, Any]]): {"start", "end", "label"} character spans.
-    annotator (str): `_annotator_id`.
+    annotator (Optional[str]): `_annotator_id` (a pseudonym); None when the
+        export does not say who answered.
     meta (Dict[str, Any]): The record's meta (identical for all its annotators).
     timestamp (Optional[float]): Seconds since the epoch, for `--merge latest`.
     review (bool): A reviewed answer (`--merge review` prefers it).
@@ -182,9 +237,10 @@ def prodigy_task(
         "meta": meta,
         "_input_hash": stable_hash(text),
         "_task_hash": stable_hash(text, spans),
-        "_annotator_id": annotator,
         "_view_id": "review" if review else "spans_manual",
     }
+    if annotator is not None:
+        task["_annotator_id"] = annotator
     if timestamp is not None:
         task["_timestamp"] = timestamp
     return task

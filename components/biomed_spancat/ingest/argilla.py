@@ -1,4 +1,5 @@
-"""Reader for Argilla 2.x exports of a dataset with a span question.
+"""Reader for Argilla exports: 2.x datasets with a span question, and 1.x
+TokenClassification records (read by `argilla_v1`, see there).
 
 Accepted sources (the format is recognised from the content):
 
@@ -33,9 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ._bridge import iter_json_array, iter_jsonl, iter_parquet, prodigy_task, sniff
+from ._bridge import iter_parquet, iter_records, prodigy_task, scrub_meta
+from .argilla_v1 import v1_tasks
 from .readers import ReadOptions, register_reader
-from .tasks import IngestError, Origin, Task
+from .sniff import describe, peek, record_kind
+from .tasks import IngestError, Origin, Task, pseudonym
 
 __all__ = ["read_argilla", "is_argilla", "normalize_record", "ArgillaRecord"]
 
@@ -66,6 +69,60 @@ class ArgillaRecord:
     responses: List[Response]
 
 
+def _feedback_responses(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(r, dict) and "user_id" in r and "value" in r for r in value)
+    )
+
+
+def is_feedback_hf(data: Dict[str, Any]) -> bool:
+    """An Argilla 1.x FeedbackDataset record as `format_as("datasets")` /
+    `push_to_huggingface` writes it: `<question>: [{"user_id", "value", "status"}]`."""
+    return any(k.endswith("-suggestion-metadata") for k in data) or any(
+        _feedback_responses(v) for k, v in data.items() if "-suggestion" not in k
+    )
+
+
+def _json_object(value: Any) -> Dict[str, Any]:
+    if isinstance(value, str):  # the datasets export stores metadata as a JSON string
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _feedback_record(data: Dict[str, Any]) -> ArgillaRecord:
+    """An Argilla 1.x FeedbackDataset record (span questions exist since 1.26):
+    `FeedbackRecord` as a dict (`{"fields", "responses": [{"user_id", "values":
+    {question: {"value"}}, "status"}], "suggestions": [...], "metadata",
+    "external_id"}`) or its datasets row (`{<fields>, <question>: [{"user_id",
+    "value", "status"}], "<question>-suggestion", "<question>-suggestion-metadata",
+    "external_id", "metadata"}`)."""
+    record_id = str(data.get("external_id") if data.get("external_id") is not None else data.get("id"))
+    metadata = _json_object(data.get("metadata"))
+    responses: List[Response] = []
+    if isinstance(data.get("responses"), list):
+        fields = data.get("fields") if isinstance(data.get("fields"), dict) else {}
+        for item in data["responses"]:
+            if not isinstance(item, dict) or not isinstance(item.get("values"), dict):
+                raise ValueError("a response has no 'values' object")
+            for question, answer in item["values"].items():
+                value = answer.get("value") if isinstance(answer, dict) else answer
+                responses.append((question, value, str(item.get("user_id")), item.get("status")))
+        return ArgillaRecord(record_id, {**fields, **metadata}, metadata, responses)
+    fields = {}
+    for key, value in data.items():
+        if _feedback_responses(value) and "-suggestion" not in key:
+            for item in value:
+                responses.append((key, item["value"], str(item.get("user_id")), item.get("status")))
+        elif key not in ("external_id", "metadata", "vectors", "id") and "-suggestion" not in key:
+            fields[key] = value
+    return ArgillaRecord(record_id, {**fields, **metadata}, metadata, responses)
+
+
 def normalize_record(data: Dict[str, Any]) -> ArgillaRecord:
     """Read a nested or a flattened Argilla record.
 
@@ -75,6 +132,8 @@ def normalize_record(data: Dict[str, Any]) -> ArgillaRecord:
     """
     record_id = str(data.get("id") if data.get("id") is not None else data.get("_server_id"))
     responses: List[Response] = []
+    if isinstance(data.get("responses"), list) or is_feedback_hf(data):
+        return _feedback_record(data)
     if isinstance(data.get("fields"), dict) or isinstance(data.get("responses"), dict):
         fields = data.get("fields") or {}
         metadata = data.get("metadata") or {}
@@ -123,16 +182,12 @@ def _is_span_value(value: Any) -> bool:
 # --- detection --------------------------------------------------------------------
 
 
-def _looks_nested(head: str) -> bool:
-    return '"fields"' in head and '"responses"' in head
-
-
-def _looks_flat(head: str) -> bool:
-    return '.responses"' in head and '.responses.users"' in head
+V1_COLUMNS = {"text", "tokens", "annotation", "status"}
 
 
 def is_argilla(source: str) -> bool:
-    """Whether a source is an Argilla export (folder, JSON, JSONL or parquet)."""
+    """Whether a source is an Argilla export (a `to_disk` folder, or JSON,
+    JSON lines or parquet records of Argilla 2.x or 1.x TokenClassification)."""
     path = Path(source)
     if "://" in source:
         return False
@@ -147,14 +202,13 @@ def is_argilla(source: str) -> bool:
             names = pq.ParquetFile(str(path)).schema_arrow.names
         except Exception:
             return False
-        return any(n.endswith(".responses") for n in names)
-    path, head = sniff(source)
-    if path is None or not head:
-        return False
-    start = head.lstrip()[:1]
-    if start == "[" or start == "{":
-        return _looks_nested(head) or _looks_flat(head)
-    return False
+        return any(n.endswith(".responses") for n in names) or V1_COLUMNS <= set(names)
+    seen = peek(source)
+    return (
+        seen is not None
+        and seen.layout in ("array", "jsonl")
+        and record_kind(seen.first) in ("argilla1", "argilla2")
+    )
 
 
 # --- settings -----------------------------------------------------------------------
@@ -196,14 +250,14 @@ def _rows(path: Path, dataset: str) -> Iterator[Row]:
         for row, record in iter_parquet(path):
             yield Origin(source, dataset=dataset, row=row), record, None
         return
-    _, head = sniff(source)
-    if head.lstrip().startswith("["):
-        for index, _line, record in iter_json_array(path):
-            # Argilla writes the array on one line: the record's index locates it.
-            yield Origin(source, dataset=dataset, row=index), record, None
-    else:
-        for line, record, error in iter_jsonl(path):
+    seen = peek(source)
+    layout = seen.layout if seen is not None and seen.layout in ("array", "jsonl", "object") else "jsonl"
+    for index, line, record, error in iter_records(path, layout):
+        if layout == "jsonl":
             yield Origin(source, line=line, dataset=dataset), record, error
+        else:
+            # Argilla writes the array on one line: the record's index locates it.
+            yield Origin(source, dataset=dataset, row=index), record, error
 
 
 def _span_questions(rows: Sequence[Row]) -> List[str]:
@@ -251,9 +305,9 @@ def _text_field(record: ArgillaRecord, wanted: Optional[str]) -> Tuple[Optional[
 def _meta(record: ArgillaRecord, field_name: str, dataset: str) -> Dict[str, Any]:
     meta: Dict[str, Any] = {"source": "argilla", "dataset": dataset, "record_id": record.record_id}
     extra = record.metadata or {k: v for k, v in record.values.items() if k != field_name}
-    for key, value in extra.items():
-        if isinstance(value, (str, int, float, bool)) or value is None:
-            meta.setdefault(key, value)
+    scalars = {k: v for k, v in extra.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    for key, value in scrub_meta(scalars).items():
+        meta.setdefault(key, value)
     return meta
 
 
@@ -268,7 +322,8 @@ def _record_tasks(
     if not by_user:
         yield Task(None, origin, error=f"{where}: no response to the span question", reason="argilla_no_response")
         return
-    for user, answers in by_user.items():
+    for user_id, answers in by_user.items():
+        user = pseudonym(user_id, FORMAT)
         statuses = {status for _, _, status in answers}
         used = [(q, v) for q, v, status in answers if status in (None, "submitted")]
         if not used:
@@ -299,7 +354,7 @@ def _record_tasks(
         if bad:
             yield Task(None, origin, error=bad, reason="bad_spans")
             continue
-        data = prodigy_task(text, spans, f"argilla:{user}", _meta(record, field_name, dataset))
+        data = prodigy_task(text, spans, user, _meta(record, field_name, dataset))
         yield Task(data, origin)
 
 
@@ -320,7 +375,9 @@ def _source_files(source: str) -> Tuple[Path, Optional[List[Tuple[str, str]]], s
 
 @register_reader(FORMAT, detect=is_argilla, priority=5)
 def read_argilla(source: str, datasets: Optional[Sequence[str]], options: ReadOptions) -> Iterator[Task]:
-    """Argilla 2.x records with a span question: one task per user response.
+    """Argilla records: 2.x records with a span question (one task per user
+    response) and 1.x TokenClassification records (one per record, see
+    `argilla_v1`).
 
     source (str): A `to_disk` folder, a JSON/JSONL records file or a parquet file.
     datasets (Optional[Sequence[str]]): Ignored (one source is one dataset).
@@ -331,20 +388,31 @@ def read_argilla(source: str, datasets: Optional[Sequence[str]], options: ReadOp
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     rows = list(_rows(path, dataset))
+    kinds = [record_kind(data) if isinstance(data, dict) else None for _, data, _ in rows]
+    if "argilla1_textcat" in kinds and "argilla1" not in kinds:
+        raise IngestError(
+            f"{source}: Argilla 1.x TextClassification/Text2Text records hold no spans; "
+            "export a TokenClassification dataset"
+        )
+    v2_rows = [row for row, kind in zip(rows, kinds) if kind != "argilla1"]
     if configured is not None:
         questions = [q for q, _ in configured]
         fields: Dict[str, Optional[str]] = {q: f for q, f in configured}
     else:
-        questions = _span_questions(rows)
+        questions = _span_questions(v2_rows)
         fields = {q: None for q in questions}
-        if not questions and rows:
+        if not questions and any(isinstance(data, dict) for _, data, _ in v2_rows):
             raise IngestError(
                 f"{source}: no span question found (no response or suggestion holds a list of "
-                "{label, start, end}); export the dataset with rg.Dataset.to_disk so settings.json names it"
+                "{label, start, end}); export the dataset with rg.Dataset.to_disk so settings.json names it. "
+                f"The file {describe(source)}"
             )
-    for origin, data, error in rows:
+    for (origin, data, error), kind in zip(rows, kinds):
         if error is not None:
             yield Task(None, origin, error=error)
+            continue
+        if kind == "argilla1":
+            yield from v1_tasks(origin, data, dataset)
             continue
         if not isinstance(data, dict):
             yield Task(None, origin, error=f"malformed record: a JSON {type(data).__name__}, not an object")

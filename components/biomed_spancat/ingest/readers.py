@@ -29,6 +29,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 from urllib.parse import urlsplit, urlunsplit
 
 from .pgsource import is_postgres_source, resolve_dsn, scrub_dsn
+from .sniff import READABLE_HINT, describe, peek, record_kind
 from .tasks import IngestError, Origin, Task
 
 __all__ = [
@@ -152,9 +153,11 @@ def get_reader(source: str, fmt: Optional[str] = None) -> Reader:
             return reader
     if not _is_url(source) and not Path(source).exists():
         raise IngestError(f"{source}: no such file, directory or database")
-    raise IngestError(
-        f"{redact_url(source)}: cannot tell its format (known: {', '.join(sorted(READERS))}); pass --format"
-    )
+    if _is_url(source):
+        raise IngestError(
+            f"{redact_url(source)}: cannot tell its format (known: {', '.join(sorted(READERS))}); pass --format"
+        )
+    raise IngestError(f"{source}: cannot read this file: it {describe(source)}. To convert it, {READABLE_HINT}")
 
 
 # --- helpers -------------------------------------------------------------------
@@ -257,6 +260,15 @@ def read_jsonl_file(path: Path, dataset: Optional[str] = None) -> Iterator[Task]
     dataset = dataset or _dataset_name(path)
     if not path.exists():
         raise IngestError(f"{source}: no such file")
+    seen = peek(source)
+    if seen is not None and seen.layout in ("array", "object"):
+        if record_kind(seen.first) == "prodigy":  # Prodigy tasks saved as one JSON array (or one task)
+            yield from _read_json_tasks(path, seen.layout, dataset)
+            return
+        raise IngestError(
+            f"{source}: not JSON lines: it {describe(source)}. Leave out --format (the format is recognised "
+            "from the content) or name the tool's format (--format labelstudio|argilla)"
+        )
     lineno = 0
     try:
         with _open_binary(path) as f:
@@ -274,12 +286,36 @@ def read_jsonl_file(path: Path, dataset: Optional[str] = None) -> Iterator[Task]
         raise IngestError(f"{source}: unreadable after line {lineno}: {err}") from err
 
 
+def _read_json_tasks(path: Path, layout: str, dataset: str) -> Iterator[Task]:
+    """Prodigy tasks in a JSON array (or a file holding one task): one Task
+    per element, located by the line where it starts."""
+    from ._bridge import iter_records
+
+    source = str(path)
+    for index, line, value, _ in iter_records(path, layout):
+        origin = Origin(source, line=line, dataset=dataset)
+        if not isinstance(value, dict):
+            yield Task(
+                None,
+                origin,
+                reason="malformed_task",
+                error=f"record {index} of the array: malformed task: a JSON {type(value).__name__}, not an object",
+            )
+            continue
+        yield Task(value, origin)
+
+
 def _is_jsonl(source: str) -> bool:
+    """Prodigy JSON lines, told from the content (a file that cannot be
+    decoded as UTF-8 JSON falls back to its name, so the reader can say why)."""
     if _is_url(source):
         return False
-    if source.endswith(JSONL_SUFFIXES):
-        return True
-    return Path(source).is_file() and not _is_sqlite_file(source)
+    seen = peek(source)
+    if seen is None or seen.layout in ("binary", "text"):
+        return source.endswith(JSONL_SUFFIXES) and not _is_sqlite_file(source)
+    # a JSON array or object, however many lines it spans, is never read line by line;
+    # Prodigy tasks saved as a JSON array are read element by element
+    return seen.layout in ("jsonl", "array", "object") and record_kind(seen.first) == "prodigy"
 
 
 @register_reader("jsonl", detect=_is_jsonl, priority=-10)
