@@ -87,8 +87,9 @@ def rejections(out):
     return [json.loads(line) for line in (out / "rejections.jsonl").read_text().splitlines()]
 
 
-def merge_stats(groups=0, disagreeing=0, per_label=None):
+def merge_stats(groups=0, disagreeing=0, per_label=None, superseded=0, withdrawn=0):
     return {"groups_merged": groups, "groups_with_disagreement": disagreeing,
+            "superseded": superseded, "withdrawn": withdrawn,
             "disagreements_per_label": per_label or {}}
 
 
