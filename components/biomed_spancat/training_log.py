@@ -17,6 +17,7 @@ Registered through the `spacy_loggers` entry point.
 """
 
 import sys
+import textwrap
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 import tqdm
@@ -29,7 +30,7 @@ LOSS_LEGEND = (
     "Losses are per step: each component's loss summed over the steps since the previous "
     "row, divided by their number. LOSS {trf}: the squared size of the gradients the "
     "listening components send back to the transformer, not a loss it minimises; its scale "
-    "is not comparable with the others, and it shrinks as they learn."
+    "is not comparable with the other losses."
 )
 
 
@@ -86,7 +87,7 @@ def console_logger(
         max_steps = int(training.get("max_steps") or 0)
         score_cols = [c for c, w in training["score_weights"].items() if w is not None]
         cols = ["E", "#"] + [f"LOSS {p.upper()}" for p in logged] + [c.upper() for c in score_cols] + ["SCORE"]
-        widths = [3, 6] + [10 for _ in logged] + [max(6, len(c)) for c in score_cols] + [6]
+        widths = [3, 6] + [max(10, len(f"LOSS {p}")) for p in logged] + [max(6, len(c)) for c in score_cols] + [6]
         aligns = ["r"] * len(cols)
         if legend:
             trf = [p for p in logged if "transformer" in p or "trf" in p]
@@ -96,8 +97,8 @@ def console_logger(
                 + (f", up to step {max_steps}" if max_steps else "")
             ))
             if trf:
-                write(LOSS_LEGEND.format(trf=trf[0].upper()) if per_step else LOSS_LEGEND.replace(
-                    "divided by their number", "not divided").format(trf=trf[0].upper()))
+                legend_text = LOSS_LEGEND if per_step else LOSS_LEGEND.replace("divided by their number", "not divided")
+                write(textwrap.fill(legend_text.format(trf=trf[0].upper()), width=88))
         write(msg.row(cols, widths=widths, aligns=aligns, spacing=2))
         write(msg.row(["-" * w for w in widths], spacing=2))
         state: Dict[str, Any] = {"last_step": -1, "bar": None, "words_per_step": None}
