@@ -32,6 +32,7 @@ def main(
         steps = None
     if not steps:
         msg.fail(f"summary: no workflow '{workflow}' in project.yml (run it from the project folder)", exits=1)
+    steps = [s for s in steps if s != "summary"]  # this very step: not finished, not timed
     lock_path = Path("project.lock")
     lock = srsly.read_yaml(lock_path) if lock_path.exists() else {}
     summary = build_summary(

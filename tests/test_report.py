@@ -105,9 +105,10 @@ def test_report_holds_tables_charts_and_span_renderings():
     assert "<td>suggester</td><td>90.0</td>" in page
     # Three charts, embedded.
     assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', page)) == 3
-    # Both docs with errors, one column per token (13 tokens each).
+    # Both docs with errors, one column per token: doc 1 whole (errors everywhere), doc 0
+    # its one error (token 2) with 8 tokens of context: tokens 0-10, then a gap.
     assert page.count('<div class="doc"') == 2
-    assert page.count('<span class="tok') == 2 * len(WORDS)
+    assert page.count('<span class="tok') == 13 + 11
     # The header names the pipeline and its version; the speed says how it was measured.
     assert '<b class="pipeline-name">en_biomed_spancat 0.1.0</b>' in page
     assert "52 words/s on cpu (one prediction pass, no warm-up)" in page
@@ -157,13 +158,41 @@ def test_lanes_stack_overlapping_spans():
     every cell of a span is in one lane, its chip on its first token only."""
     result, gold, pred = make_case()
     view = doc_view(gold[1], pred[1], result.docs[1], {}, "sc")
-    assert len(view["gold"]) == 2 and len(view["pred"]) == 1
-    assert [t["text"] for t in view["tokens"]] == WORDS
-    outer, inner = view["gold"]
+    (passage,) = view["passages"]  # errors everywhere: the whole doc, one passage
+    assert (passage["start"], passage["end"], passage["left_out"]) == (0, 13, 0)
+    assert len(passage["gold"]) == 2 and len(passage["pred"]) == 1
+    assert [t["text"] for t in passage["tokens"]] == WORDS
+    outer, inner = passage["gold"]
     assert outer[4]["chip"] == "GO_BP" and outer[5]["chip"] == "" and outer[5]["end"]
     assert inner[4]["chip"] == "UBERON ✗ missed" and inner[4]["end"] and inner[5] is None
     assert outer[10]["chip"] == "UBERON ✗ missed" and inner[10]["chip"] == "NCBITaxon"
-    assert [i for i, cell in enumerate(view["pred"][0]) if cell] == [0, 2, 3, 4, 5, 7, 10]
+    assert [i for i, cell in enumerate(passage["pred"][0]) if cell] == [0, 2, 3, 4, 5, 7, 10]
+
+
+def test_long_docs_show_the_passages_around_errors():
+    """60 tokens, one error at 30-31 and a correct span 36-40 reaching into its context:
+    one passage, 22-40 (8 tokens of context, widened to the whole span), drawn with gaps."""
+    words = [f"w{i}" for i in range(60)]
+    gold = _doc(words, [(30, 31, "PR"), (36, 40, "GO_BP"), (2, 3, "PR")])
+    pred = _doc(words, [(36, 40, "GO_BP"), (2, 3, "PR")], [0.9, 0.8])
+    result = score_docs([(gold, pred)])
+    view = doc_view(gold, pred, result.docs[0], {}, "sc")
+    assert [(p["start"], p["end"]) for p in view["passages"]] == [(22, 40)]
+    html = render_doc_pair(gold, pred, result.docs[0], {})
+    assert html.count('class="gap"') == 2 and "w21<" not in html and ">w22<" in html and ">w39<" in html
+    # Lanes are capped: 10 nested predictions on one token, 3 lanes drawn, 7 counted
+    many = _doc(words, [(30, 30 + k, "PR") for k in range(1, 11)], [0.5] * 10)
+    result = score_docs([(_doc(words, []), many)])
+    view = doc_view(_doc(words, []), many, result.docs[0], {}, "sc", max_lanes=3, max_tokens=15)
+    (passage,) = view["passages"]
+    assert len(passage["pred"]) == 3 and passage["left_out"] == 7
+    html = render_doc_pair(_doc(words, []), many, result.docs[0], {})
+    assert "4 more overlapping spans in this passage are not drawn (6 lanes per side)" in html
+    # At most max_tokens tokens: later passages are dropped, and the page says so
+    spread = _doc(words, [(5, 6, "PR"), (50, 51, "PR")])
+    result = score_docs([(spread, _doc(words, []))])
+    view = doc_view(spread, _doc(words, []), result.docs[0], {}, "sc", max_tokens=20)
+    assert [(p["start"], p["end"]) for p in view["passages"]] == [(0, 14)] and view["cut"]
 
 
 def test_render_doc_pair_label_error():

@@ -15,7 +15,7 @@ Project library code: never imported by a packaged pipeline.
 import base64
 import io
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc
 
@@ -195,33 +195,101 @@ def _prf_row(name: str, s: Dict[str, Any]) -> List[Any]:
 PRF_HEADERS = ["", "P", "R", "F", "TP", "FP", "FN", "gold"]
 
 
-def _lanes(spans: List[Dict[str, Any]], n_tokens: int) -> List[List[Optional[Dict[str, Any]]]]:
-    """Stack spans into lanes so that no two spans of a lane share a token; each lane
-    has one cell per token: None, or the span's colour, its chip on its first token
-    and `end` on its last."""
+# Lanes drawn per side of a passage; further overlapping spans are counted, not drawn
+MAX_LANES = 6
+# Tokens of context shown around each error; at most MAX_TOKENS tokens of a doc are drawn
+CONTEXT = 8
+MAX_TOKENS = 800
+
+
+def _lanes(
+    spans: List[Dict[str, Any]], start: int, end: int, max_lanes: int = MAX_LANES
+) -> Tuple[List[List[Optional[Dict[str, Any]]]], int]:
+    """Stack the spans inside tokens [start, end) into lanes so that no two spans of a
+    lane share a token; each lane has one cell per token: None, or the span's colour,
+    its chip on its first token and `end` on its last.
+
+    RETURNS (Tuple[List[List[Optional[Dict]]], int]): The lanes and the number of spans
+        left out because `max_lanes` lanes were full.
+    """
     lanes: List[List[Optional[Dict[str, Any]]]] = []
     ends: List[int] = []
-    for span in sorted(spans, key=lambda s: (s["start"], -(s["end"] - s["start"]), s["chip"])):
-        lane = next((i for i, end in enumerate(ends) if end <= span["start"]), None)
+    left_out = 0
+    inside = [sp for sp in spans if start <= sp["start"] and sp["end"] <= end]
+    for span in sorted(inside, key=lambda s: (s["start"], -(s["end"] - s["start"]), s["chip"])):
+        lane = next((i for i, e in enumerate(ends) if e <= span["start"]), None)
         if lane is None:
-            lanes.append([None] * n_tokens)
+            if len(lanes) >= max_lanes:
+                left_out += 1
+                continue
+            lanes.append([None] * (end - start))
             ends.append(0)
             lane = len(lanes) - 1
         ends[lane] = span["end"]
         for t in range(span["start"], span["end"]):
-            lanes[lane][t] = {
+            lanes[lane][t - start] = {
                 "color": span["color"],
                 "chip": span["chip"] if t == span["start"] else "",
                 "error": span["error"],
                 "end": t == span["end"] - 1,
             }
-    return lanes
+    return lanes, left_out
+
+
+def _passages(
+    n_tokens: int, errors: List[Dict[str, Any]], spans: List[Dict[str, Any]], context: int, max_tokens: int
+) -> Tuple[List[Tuple[int, int]], bool]:
+    """The token ranges to draw: each error with `context` tokens either side, widened
+    until no span crosses a range's edge, merged; at most `max_tokens` tokens in all.
+
+    RETURNS (Tuple[List[Tuple[int, int]], bool]): (start, end) ranges in order, and
+        whether ranges were dropped for `max_tokens`.
+    """
+    ranges: List[List[int]] = []
+    for err in sorted(errors, key=lambda e: e["start"]):
+        lo, hi = max(0, err["start"] - context), min(n_tokens, err["end"] + context)
+        if ranges and lo <= ranges[-1][1]:
+            ranges[-1][1] = max(ranges[-1][1], hi)
+        else:
+            ranges.append([lo, hi])
+    changed = True
+    while changed:  # widen to whole spans, merging ranges that come to touch
+        changed = False
+        for r in ranges:
+            for sp in spans:
+                if sp["start"] < r[1] and r[0] < sp["end"] and (sp["start"] < r[0] or sp["end"] > r[1]):
+                    r[0], r[1] = min(r[0], sp["start"]), max(r[1], sp["end"])
+                    changed = True
+        merged: List[List[int]] = []
+        for r in sorted(ranges):
+            if merged and r[0] <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], r[1])
+            else:
+                merged.append(list(r))
+        ranges = merged
+    out, total, cut = [], 0, False
+    for lo, hi in ranges:
+        if total + (hi - lo) > max_tokens and out:
+            cut = True
+            break
+        out.append((lo, hi))
+        total += hi - lo
+    return out, cut
 
 
 def doc_view(
-    gold: Doc, pred: Doc, result: DocResult, colors: Dict[str, str], spans_key: str = "sc"
+    gold: Doc,
+    pred: Doc,
+    result: DocResult,
+    colors: Dict[str, str],
+    spans_key: str = "sc",
+    *,
+    max_lanes: int = MAX_LANES,
+    context: int = CONTEXT,
+    max_tokens: int = MAX_TOKENS,
 ) -> Dict[str, Any]:
-    """What the report draws for one doc: its tokens and the gold and predicted span lanes.
+    """What the report draws for one doc: the passages around its errors, each with its
+    tokens and the gold and predicted span lanes.
 
     Missed gold spans get the chip `LABEL ✗ missed`; wrong predictions their
     kind of error (`✗ label`, `✗ boundary`, `✗ bound+label`, `✗ spurious`);
@@ -232,8 +300,12 @@ def doc_view(
     result (DocResult): The scorer's findings for this doc.
     colors (Dict[str, str]): Colour of each label.
     spans_key (str): The predicted span group (for the scores).
-    RETURNS (Dict[str, Any]): index, n_tp, n_fp, n_fn, tokens ({text, ws}),
-        gold and pred (lanes of per-token cells).
+    max_lanes (int): Lanes per side of a passage; spans beyond are counted in `left_out`.
+    context (int): Tokens shown either side of each error (widened to whole spans).
+    max_tokens (int): Tokens drawn at most per doc; later passages are dropped (`cut`).
+    RETURNS (Dict[str, Any]): index, n_tokens, n_tp, n_fp, n_fn, shown_tokens, cut, max_lanes, and
+        passages: start, end, tokens ({text, ws}), gold and pred (lanes of per-token
+        cells), left_out.
     """
     scores = doc_spans(pred, spans_key, with_scores=True) if spans_key in pred.spans else {}
     gold_spans, pred_spans = [], []
@@ -263,15 +335,32 @@ def doc_view(
                 "error": wrong,
             }
         )
-    n = len(gold)
+    errors = [sp for sp in gold_spans + pred_spans if sp["error"]]
+    ranges, cut = _passages(len(gold), errors, gold_spans + pred_spans, context, max_tokens)
+    passages = []
+    for lo, hi in ranges:
+        gold_lanes, gold_out = _lanes(gold_spans, lo, hi, max_lanes)
+        pred_lanes, pred_out = _lanes(pred_spans, lo, hi, max_lanes)
+        passages.append(
+            {
+                "start": lo,
+                "end": hi,
+                "tokens": [{"text": t.text, "ws": bool(t.whitespace_)} for t in gold[lo:hi]],
+                "gold": gold_lanes,
+                "pred": pred_lanes,
+                "left_out": gold_out + pred_out,
+            }
+        )
     return {
         "index": result.index,
+        "n_tokens": len(gold),
         "n_tp": len(result.tp),
         "n_fp": len(result.fp),
         "n_fn": len(result.fn),
-        "tokens": [{"text": t.text, "ws": bool(t.whitespace_)} for t in gold],
-        "gold": _lanes(gold_spans, n),
-        "pred": _lanes(pred_spans, n),
+        "passages": passages,
+        "cut": cut,
+        "max_lanes": max_lanes,
+        "shown_tokens": sum(hi - lo for lo, hi in ranges),
     }
 
 

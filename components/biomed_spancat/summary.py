@@ -33,6 +33,15 @@ def _read_json(path: Path) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
+def _shown(path: str) -> str:
+    """A path as the user knows it: relative to the project folder (the working
+    directory) when it lies inside it (evaluate-package records absolute paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 def format_seconds(seconds: Optional[float]) -> str:
     """A step's duration: "8.2 s", "4 min 05 s", "1 h 02 min"; "not timed" when unknown."""
     if seconds is None:
@@ -62,7 +71,8 @@ def build_summary(
 ) -> Dict[str, Any]:
     """Gather the summary of a workflow run from its files.
 
-    steps (Sequence[str]): The workflow's commands, in order.
+    steps (Sequence[str]): The workflow's commands, in order (without the
+        summary itself, which cannot time itself).
     lock (Dict[str, Any]): weasel's project.lock, as read ({} when absent).
     step_log (Path): The step log (`steps.STEP_LOG`).
     wheel (Path): The built wheel.
@@ -94,7 +104,7 @@ def build_summary(
             "pipeline": f"{model.get('name', '?')} {model.get('version', '')}".strip(),
             "headline": headline(m),
             "f": m["spans"].get("f"),
-            "data": data.get("path", "?"),
+            "data": _shown(data["path"]) if data.get("path") else "?",
             "docs": data.get("docs"),
             "gold_spans": data.get("gold_spans"),
             "threshold": model.get("threshold"),
