@@ -42,6 +42,7 @@ def write_run(root: Path, *, stand_in=True, warnings=("label 'X' has 1 span",), 
     (root / "corpus/report.json").write_text(json.dumps({
         "read": 40, "kept": 38, "rejected": rejected, "rejected_by_reason": {"empty_text": rejected} if rejected else {},
         "warnings": list(warnings),
+        "spans_dropped": {"duplicate_span": 3, "unknown_label:GENE": 2} if rejected else {},
     }))
     (root / "assets/transformer").mkdir(parents=True, exist_ok=True)
     (root / "assets/transformer/source.json").write_text(json.dumps({
@@ -95,9 +96,12 @@ def test_summary_of_a_finished_run(tmp_path, monkeypatch):
     assert warnings[0].startswith("  ! The transformer is the offline stand-in sentence-transformers/all-MiniLM-L6-v2, "
                                   "not microsoft/BiomedBERT")
     assert warnings[1] == "  ! Corpus: label 'X' has 1 span"
-    assert warnings[2] == "  ! Corpus: 2 of 40 tasks rejected (empty_text 2): see corpus/rejections.jsonl."
-    assert warnings[3].startswith("  ! The Hub namespace is the placeholder 'your-hf-username': set vars.hub_namespace")
-    assert len(warnings) == 4
+    assert warnings[2] == (
+        "  ! Corpus: 2 spans dropped for labels outside the label set (GENE 2): add the labels or fix the data."
+    )
+    assert warnings[3] == "  ! Corpus: 2 of 40 tasks rejected (empty_text 2): see corpus/rejections.jsonl."
+    assert warnings[4].startswith("  ! The Hub namespace is the placeholder 'your-hf-username': set vars.hub_namespace")
+    assert len(warnings) == 5
     assert lines[-1] == (
         f"Next: pip install {WHEEL}  (then spacy.load(\"en_biomed_spancat\")); to publish: set "
         "vars.hub_namespace, then `weasel run stage-hub` and `weasel run push`"

@@ -126,6 +126,13 @@ def build_summary(
             warnings.append(f"Corpus: {note}")
         if len(notes) > MAX_CORPUS_WARNINGS:
             warnings.append(f"Corpus: {len(notes) - MAX_CORPUS_WARNINGS} more warnings in {corpus_report}.")
+        unknown = {k.split(":", 1)[1]: v for k, v in (corpus.get("spans_dropped") or {}).items()
+                   if k.startswith("unknown_label:")}
+        if unknown:
+            warnings.append(
+                f"Corpus: {sum(unknown.values())} spans dropped for labels outside the label set "
+                f"({', '.join(f'{k} {v}' for k, v in sorted(unknown.items()))}): add the labels or fix the data."
+            )
         if corpus.get("rejected"):
             warnings.append(
                 f"Corpus: {corpus['rejected']} of {corpus.get('read', '?')} tasks rejected "
