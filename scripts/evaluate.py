@@ -44,6 +44,9 @@ def main(
         "", "--name", help="Package name the report and metrics name (as `package --name`: biomed_spancat -> en_biomed_spancat); '' keeps the pipeline's meta"
     ),
     version: str = typer.Option("", "--version", help="Package version to record; '' keeps the pipeline's meta"),
+    data_label: str = typer.Option(
+        "", "--data-label", help="How the metrics and the report name the data (default: DATA as given)"
+    ),
     speed_repeats: int = typer.Option(
         3, "--speed-repeats", min=0, help="Timed passes of nlp.pipe for the speed figure (median); 0 skips it"
     ),
@@ -67,7 +70,7 @@ def main(
             gold,
             spans_key,
             model=model,
-            data=str(data),
+            data=data_label or str(data),
             batch_size=batch_size,
             speed_repeats=speed_repeats,
             name=name or None,
@@ -95,7 +98,7 @@ def main(
             f"F {pct(raw['f'])}; {pct(raw['tokenizer_ceiling'])}% of gold spans fall on its token boundaries"
         )
     if report is not None:
-        write_report(report, result, gold, preds, title=f"Span evaluation: {m['model']['name']} {m['model']['version']} on {data}", n_docs=n_docs)
+        write_report(report, result, gold, preds, title=f"Span evaluation: {m['model']['name']} {m['model']['version']} on {data_label or data}", n_docs=n_docs)
         msg.good(f"Report -> {report}")
 
 

@@ -38,7 +38,8 @@ def main(
     package = wheel.name.split("-")[0]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(install_dir), str(ROOT)]))
     cmd = [sys.executable, "-m", "scripts.evaluate", package, str(data.resolve()),
-           "--output", str(output.resolve()), "--spans-key", spans_key, "--gpu-id", str(gpu_id)]
+           "--output", str(output.resolve()), "--spans-key", spans_key, "--gpu-id", str(gpu_id),
+           "--data-label", str(data)]  # the path as the project names it, not the absolute one
     if report is not None:
         cmd += ["--report", str(report.resolve())]
     msg.info(f"Evaluating the installed package {package} from {install_dir}")

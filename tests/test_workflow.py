@@ -79,7 +79,8 @@ def test_all_writes_every_declared_output(project_run):
 def test_run_ends_on_a_summary_of_what_it_made(project_run):
     summary = json.loads((project_run / "metrics/summary.json").read_text())
     assert all(a["exists"] for a in summary["artifacts"]) and summary["scores"]["pipeline"] == "en_biomed_spancat 0.1.0"
-    assert summary["scores"]["data"].endswith("corpus/dev.spacy")
+    assert summary["scores"]["data"] == "corpus/dev.spacy"
+    assert " of corpus/dev.spacy; batch size 32, 1 process" in summary["scores"]["speed"]
     # every step before the summary was timed by the step log and matched through project.lock
     steps = {r["command"]: r["seconds"] for r in summary["steps"]}
     assert all(steps[c] is not None and steps[c] > 0 for c in steps if c != "summary"), steps
