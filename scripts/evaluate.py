@@ -22,6 +22,7 @@ from biomed_spancat.evaluation import (
     write_json,
 )
 from biomed_spancat.report import write_report
+from biomed_spancat.speed import describe_speed
 
 
 def main(
@@ -39,6 +40,16 @@ def main(
     cpu_precision: str = typer.Option(
         "", "--cpu-precision", help="Override the transformer's cpu_precision (float32 | bfloat16 | auto); '' keeps the pipeline's"
     ),
+    name: str = typer.Option(
+        "", "--name", help="Package name the report and metrics name (as `package --name`: biomed_spancat -> en_biomed_spancat); '' keeps the pipeline's meta"
+    ),
+    version: str = typer.Option("", "--version", help="Package version to record; '' keeps the pipeline's meta"),
+    data_label: str = typer.Option(
+        "", "--data-label", help="How the metrics and the report name the data (default: DATA as given)"
+    ),
+    speed_repeats: int = typer.Option(
+        3, "--speed-repeats", min=0, help="Timed passes of nlp.pipe for the speed figure (median); 0 skips it"
+    ),
     training_info: Optional[Path] = typer.Option(
         None,
         "--training-info",
@@ -52,8 +63,18 @@ def main(
         overrides = {CPU_PRECISION_KEY: cpu_precision} if cpu_precision else None
         nlp = load_model(model, overrides)
         gold = read_docs(data, nlp.vocab)
+        if name and not name.startswith(f"{nlp.lang}_"):
+            name = f"{nlp.lang}_{name}"
         result, preds = evaluate_pipeline(
-            nlp, gold, spans_key, model=model, data=str(data), batch_size=batch_size
+            nlp,
+            gold,
+            spans_key,
+            model=model,
+            data=data_label or str(data),
+            batch_size=batch_size,
+            speed_repeats=speed_repeats,
+            name=name or None,
+            version=version or None,
         )
         if raw_text:
             result.metrics["raw_text"] = score_raw_text(nlp, gold, spans_key, batch_size=batch_size)
@@ -69,6 +90,7 @@ def main(
         f"{model} on {data} ({device}): {headline(m)}; suggester recall "
         f"{pct((m['suggester'] or {}).get('recall'))} -> {output}"
     )
+    msg.info(f"Speed: {describe_speed(m['speed'])}")
     if raw_text:
         raw = m["raw_text"]
         msg.info(
@@ -76,7 +98,7 @@ def main(
             f"F {pct(raw['f'])}; {pct(raw['tokenizer_ceiling'])}% of gold spans fall on its token boundaries"
         )
     if report is not None:
-        write_report(report, result, gold, preds, title=f"Span evaluation: {model} on {data}", n_docs=n_docs)
+        write_report(report, result, gold, preds, title=f"Span evaluation: {m['model']['name']} {m['model']['version']} on {data_label or data}", n_docs=n_docs)
         msg.good(f"Report -> {report}")
 
 

@@ -489,6 +489,13 @@ def test_evaluate_pipeline_schema_and_consistency(tiny_spancat):
     n = [len(d) for d in gold]
     assert m["suggester"]["candidates"] == sum(k + (k - 1) + (k - 2) for k in n)
     assert m["speed"]["words"] == sum(n) and m["speed"]["words_per_second"] > 0
+    # The speed figure is speed.measure_speed's: raw texts of the data, warm-up, median of 3
+    assert m["speed"]["timed"]["data"] == str(data) and m["speed"]["timed"]["repeats"] == 3
+    assert m["speed"]["docs"] == 4 and len(m["speed"]["runs"]) == 3
+    # Before packaging, the name and version to be can be given
+    named, _ = evaluate_pipeline(nlp, gold, "sc", progress=False, speed_repeats=0, name="en_x", version="1.2.3")
+    assert (named.metrics["model"]["name"], named.metrics["model"]["version"]) == ("en_x", "1.2.3")
+    assert named.metrics["speed"]["timed"] is None  # only the scored pass
     # Scored from the predicted docs the pipeline produced, with their scores.
     assert m["spans"]["pred"] == sum(len(p.spans["sc"]) for p in preds)
     assert m["scores"]["tp"]["count"] + m["scores"]["fp"]["count"] == m["spans"]["pred"]

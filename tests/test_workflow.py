@@ -76,6 +76,21 @@ def test_all_writes_every_declared_output(project_run):
 
 
 @pytest.mark.slow
+def test_run_ends_on_a_summary_of_what_it_made(project_run):
+    summary = json.loads((project_run / "metrics/summary.json").read_text())
+    assert all(a["exists"] for a in summary["artifacts"]) and summary["scores"]["pipeline"] == "en_biomed_spancat 0.1.0"
+    assert summary["scores"]["data"] == "corpus/dev.spacy"
+    assert " of corpus/dev.spacy; batch size 32, 1 process" in summary["scores"]["speed"]
+    # every step before the summary was timed by the step log and matched through project.lock
+    steps = {r["command"]: r["seconds"] for r in summary["steps"]}
+    assert all(steps[c] is not None and steps[c] > 0 for c in steps if c != "summary"), steps
+    assert any(w.startswith("The Hub namespace is the placeholder") for w in summary["warnings"])
+    assert summary["next"].startswith("pip install packages/en_biomed_spancat-0.1.0/dist/")
+    # the report names the package to be, not the training output's en_pipeline 0.0.0
+    assert '<b class="pipeline-name">en_biomed_spancat 0.1.0</b>' in (project_run / "metrics/report.html").read_text()
+
+
+@pytest.mark.slow
 def test_convert_kept_the_overlaps(project_run):
     docs = list(DocBin().from_disk(project_run / "corpus/train.spacy").get_docs(__import__("spacy").blank("en").vocab))
     assert len(docs) > 0

@@ -2,25 +2,25 @@
 
 Tables of the metrics (from `evaluation`), charts as embedded PNGs (per-label
 F, recall by span length, scores of true vs false positives), and the docs
-with the most errors rendered with displaCy's span visualiser, gold and
-predicted side by side, with every error marked in red (wrong predictions)
-or orange (missed gold spans). Nothing is fetched from anywhere: the page
-opens offline, from a file or an e-mail attachment.
+with the most errors, token by token: gold spans in lanes above each word,
+predicted spans (with their scores) below it, every error marked in red
+(wrong predictions) or orange (missed gold spans). The page is rendered from
+the Jinja2 templates in `templates/` (report.html, report_doc.html) with the
+data passed in. Nothing is fetched from anywhere: the page opens offline,
+from a file or an e-mail attachment.
 
 Project library code: never imported by a packaged pipeline.
 """
 
 import base64
-import html
 import io
-import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from spacy import displacy
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 
-from .evaluation import GROUPS, LENGTH_BUCKETS, DocResult, SpanEvaluation, SpanKey, pct
+from .evaluation import GROUPS, LENGTH_BUCKETS, DocResult, SpanEvaluation, doc_spans, pct
+from .speed import describe_speed
 
 __all__ = [
     "FP_COLOR",
@@ -28,7 +28,9 @@ __all__ = [
     "chart_per_label_f",
     "chart_recall_by_length",
     "chart_score_distribution",
+    "doc_view",
     "render_doc_pair",
+    "report_context",
     "build_report",
     "write_report",
     "results_table",
@@ -57,26 +59,8 @@ FP_TAG = {
     "spurious": "✗ spurious",
 }
 FN_TAG = "✗ missed"
-RENDER_KEY = "report"
 
-CSS = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 24px; color: #222; }
-h1 { font-size: 1.5em; } h2 { margin-top: 1.2em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 8px 0 16px; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-thead th { background: #f0f0f0; }
-.note { color: #555; font-size: 0.9em; max-width: 60em; }
-.row { display: flex; flex-wrap: wrap; gap: 8px 32px; align-items: flex-start; }
-.box { max-width: 36em; } .box h2 { font-size: 1.15em; }
-.charts img { max-width: 100%; border: 1px solid #eee; margin: 4px 0 12px; }
-.pair { display: flex; gap: 16px; align-items: flex-start; }
-.pair > div { flex: 1 1 50%; min-width: 0; border: 1px solid #ddd; padding: 8px; overflow-x: auto; }
-.pair h4 { margin: 0 0 4px; }
-/* displaCy's span labels are absolutely placed: keep each on one line */
-.spans span { white-space: nowrap; }
-.key span { display: inline-block; padding: 1px 6px; border-radius: 3px; margin-right: 8px; }
-"""
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 def _png(fig: Any) -> bytes:
@@ -185,19 +169,23 @@ def chart_score_distribution(metrics: Dict[str, Any]) -> Optional[bytes]:
     return _png(fig)
 
 
-def _img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+_ENV: Optional[Any] = None
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+def _env() -> Any:
+    """The Jinja2 environment over the package's templates (autoescaped HTML)."""
+    global _ENV
+    if _ENV is None:
+        import jinja2
 
-
-def _box(title: str, body: str) -> str:
-    return f'<section class="box"><h2>{html.escape(title)}</h2>{body}</section>'
+        _ENV = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+    return _ENV
 
 
 def _prf_row(name: str, s: Dict[str, Any]) -> List[Any]:
@@ -207,119 +195,220 @@ def _prf_row(name: str, s: Dict[str, Any]) -> List[Any]:
 PRF_HEADERS = ["", "P", "R", "F", "TP", "FP", "FN", "gold"]
 
 
-def _render_doc(doc: Doc, spans: List[Span], colors: Dict[str, str]) -> str:
-    doc.spans[RENDER_KEY] = spans
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # displaCy warns about docs with no spans
-        return displacy.render(
-            doc,
-            style="span",
-            options={"spans_key": RENDER_KEY, "colors": colors},
-            page=False,
-            jupyter=False,
-        )
+# Lanes drawn per side of a passage; further overlapping spans are counted, not drawn
+MAX_LANES = 6
+# Tokens of context shown around each error; at most MAX_TOKENS tokens of a doc are drawn
+CONTEXT = 8
+MAX_TOKENS = 800
 
 
-def _marked_spans(
-    doc: Doc, correct: Any, wrong: Any, tag: Callable[[SpanKey], str], color: str, colors: Dict[str, str]
-) -> List[Span]:
-    """Spans for one side of a pair: the correct ones under their label, the wrong ones
-    under "LABEL <tag>" in `color` (added to `colors` for displaCy)."""
-    spans = []
-    for key in sorted(set(correct) | set(wrong)):
-        shown = key[2]
-        if key in wrong:
-            shown = f"{key[2]} {tag(key)}"
-            colors[shown] = color
-        spans.append(Span(doc, key[0], key[1], label=shown))
-    return spans
+def _lanes(
+    spans: List[Dict[str, Any]], start: int, end: int, max_lanes: int = MAX_LANES
+) -> Tuple[List[List[Optional[Dict[str, Any]]]], int]:
+    """Stack the spans inside tokens [start, end) into lanes so that no two spans of a
+    lane share a token; each lane has one cell per token: None, or the span's colour,
+    its chip on its first token and `end` on its last.
+
+    RETURNS (Tuple[List[List[Optional[Dict]]], int]): The lanes and the number of spans
+        left out because `max_lanes` lanes were full.
+    """
+    lanes: List[List[Optional[Dict[str, Any]]]] = []
+    ends: List[int] = []
+    left_out = 0
+    inside = [sp for sp in spans if start <= sp["start"] and sp["end"] <= end]
+    for span in sorted(inside, key=lambda s: (s["start"], -(s["end"] - s["start"]), s["chip"])):
+        lane = next((i for i, e in enumerate(ends) if e <= span["start"]), None)
+        if lane is None:
+            if len(lanes) >= max_lanes:
+                left_out += 1
+                continue
+            lanes.append([None] * (end - start))
+            ends.append(0)
+            lane = len(lanes) - 1
+        ends[lane] = span["end"]
+        for t in range(span["start"], span["end"]):
+            lanes[lane][t - start] = {
+                "color": span["color"],
+                "chip": span["chip"] if t == span["start"] else "",
+                "error": span["error"],
+                "end": t == span["end"] - 1,
+            }
+    return lanes, left_out
 
 
-def render_doc_pair(gold: Doc, pred: Doc, result: DocResult, colors: Dict[str, str]) -> str:
-    """Gold and predicted spans of one doc side by side, errors marked.
+def _passages(
+    n_tokens: int, errors: List[Dict[str, Any]], spans: List[Dict[str, Any]], context: int, max_tokens: int
+) -> Tuple[List[Tuple[int, int]], bool]:
+    """The token ranges to draw: each error with `context` tokens either side, widened
+    until no span crosses a range's edge, merged; at most `max_tokens` tokens in all.
 
-    On the gold side, missed gold spans are labelled `LABEL ✗ missed`; on the
-    predicted side, wrong predictions are labelled with their kind of error
-    (`✗ label`, `✗ boundary`, `✗ bound+label`, `✗ spurious`).
+    RETURNS (Tuple[List[Tuple[int, int]], bool]): (start, end) ranges in order, and
+        whether ranges were dropped for `max_tokens`.
+    """
+    ranges: List[List[int]] = []
+    for err in sorted(errors, key=lambda e: e["start"]):
+        lo, hi = max(0, err["start"] - context), min(n_tokens, err["end"] + context)
+        if ranges and lo <= ranges[-1][1]:
+            ranges[-1][1] = max(ranges[-1][1], hi)
+        else:
+            ranges.append([lo, hi])
+    changed = True
+    while changed:  # widen to whole spans, merging ranges that come to touch
+        changed = False
+        for r in ranges:
+            for sp in spans:
+                if sp["start"] < r[1] and r[0] < sp["end"] and (sp["start"] < r[0] or sp["end"] > r[1]):
+                    r[0], r[1] = min(r[0], sp["start"]), max(r[1], sp["end"])
+                    changed = True
+        merged: List[List[int]] = []
+        for r in sorted(ranges):
+            if merged and r[0] <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], r[1])
+            else:
+                merged.append(list(r))
+        ranges = merged
+    out, total, cut = [], 0, False
+    for lo, hi in ranges:
+        if total + (hi - lo) > max_tokens and out:
+            cut = True
+            break
+        out.append((lo, hi))
+        total += hi - lo
+    return out, cut
+
+
+def doc_view(
+    gold: Doc,
+    pred: Doc,
+    result: DocResult,
+    colors: Dict[str, str],
+    spans_key: str = "sc",
+    *,
+    max_lanes: int = MAX_LANES,
+    context: int = CONTEXT,
+    max_tokens: int = MAX_TOKENS,
+) -> Dict[str, Any]:
+    """What the report draws for one doc: the passages around its errors, each with its
+    tokens and the gold and predicted span lanes.
+
+    Missed gold spans get the chip `LABEL ✗ missed`; wrong predictions their
+    kind of error (`✗ label`, `✗ boundary`, `✗ bound+label`, `✗ spurious`);
+    every predicted span its score when the predictions carry scores.
 
     gold (Doc): The gold doc.
     pred (Doc): The predicted doc (same tokens).
     result (DocResult): The scorer's findings for this doc.
-    colors (Dict[str, str]): Colour of each plain label; error labels are added.
+    colors (Dict[str, str]): Colour of each label.
+    spans_key (str): The predicted span group (for the scores).
+    max_lanes (int): Lanes per side of a passage; spans beyond are counted in `left_out`.
+    context (int): Tokens shown either side of each error (widened to whole spans).
+    max_tokens (int): Tokens drawn at most per doc; later passages are dropped (`cut`).
+    RETURNS (Dict[str, Any]): index, n_tokens, n_tp, n_fp, n_fn, shown_tokens, cut, max_lanes, and
+        passages: start, end, tokens ({text, ws}), gold and pred (lanes of per-token
+        cells), left_out.
+    """
+    scores = doc_spans(pred, spans_key, with_scores=True) if spans_key in pred.spans else {}
+    gold_spans, pred_spans = [], []
+    for key in sorted(set(result.tp) | set(result.fn)):
+        missed = key in result.fn
+        gold_spans.append(
+            {
+                "start": key[0],
+                "end": key[1],
+                "chip": f"{key[2]} {FN_TAG}" if missed else key[2],
+                "color": FN_COLOR if missed else colors.get(key[2], PALETTE[0]),
+                "error": missed,
+            }
+        )
+    for key in sorted(set(result.tp) | set(result.fp)):
+        wrong = key in result.fp
+        chip = f"{key[2]} {FP_TAG[result.fp[key]]}" if wrong else key[2]
+        score = scores.get(key)
+        if score is not None:
+            chip += f" {score:.2f}"
+        pred_spans.append(
+            {
+                "start": key[0],
+                "end": key[1],
+                "chip": chip,
+                "color": FP_COLOR if wrong else colors.get(key[2], PALETTE[0]),
+                "error": wrong,
+            }
+        )
+    errors = [sp for sp in gold_spans + pred_spans if sp["error"]]
+    ranges, cut = _passages(len(gold), errors, gold_spans + pred_spans, context, max_tokens)
+    passages = []
+    for lo, hi in ranges:
+        gold_lanes, gold_out = _lanes(gold_spans, lo, hi, max_lanes)
+        pred_lanes, pred_out = _lanes(pred_spans, lo, hi, max_lanes)
+        passages.append(
+            {
+                "start": lo,
+                "end": hi,
+                "tokens": [{"text": t.text, "ws": bool(t.whitespace_)} for t in gold[lo:hi]],
+                "gold": gold_lanes,
+                "pred": pred_lanes,
+                "left_out": gold_out + pred_out,
+            }
+        )
+    return {
+        "index": result.index,
+        "n_tokens": len(gold),
+        "n_tp": len(result.tp),
+        "n_fp": len(result.fp),
+        "n_fn": len(result.fn),
+        "passages": passages,
+        "cut": cut,
+        "max_lanes": max_lanes,
+        "shown_tokens": sum(hi - lo for lo, hi in ranges),
+    }
+
+
+def render_doc_pair(
+    gold: Doc, pred: Doc, result: DocResult, colors: Dict[str, str], spans_key: str = "sc"
+) -> str:
+    """Gold and predicted spans of one doc, aligned token for token, errors marked.
+
+    Gold spans are drawn in lanes above each word, predicted spans in lanes
+    below it (see `doc_view` for the chips).
+
+    gold (Doc): The gold doc.
+    pred (Doc): The predicted doc (same tokens).
+    result (DocResult): The scorer's findings for this doc.
+    colors (Dict[str, str]): Colour of each label.
+    spans_key (str): The predicted span group (for the scores).
     RETURNS (str): An HTML fragment.
     """
-    colors = dict(colors)
-    words = [t.text for t in gold]
-    spaces = [bool(t.whitespace_) for t in gold]
-    gold_doc = Doc(gold.vocab, words=words, spaces=spaces)
-    pred_doc = Doc(gold.vocab, words=words, spaces=spaces)
-    gold_spans = _marked_spans(gold_doc, result.tp, result.fn, lambda key: FN_TAG, FN_COLOR, colors)
-    pred_spans = _marked_spans(pred_doc, result.tp, result.fp, lambda key: FP_TAG[result.fp[key]], FP_COLOR, colors)
-    return (
-        f'<div class="pair" data-doc="{result.index}">'
-        f"<div><h4>gold</h4>{_render_doc(gold_doc, gold_spans, colors)}</div>"
-        f"<div><h4>predicted</h4>{_render_doc(pred_doc, pred_spans, colors)}</div>"
-        "</div>"
-    )
+    macro = _env().get_template("report_doc.html").module.doc_pair
+    return str(macro(doc_view(gold, pred, result, colors, spans_key)))
 
 
-def build_report(
+def _b64(png: Optional[bytes]) -> Optional[str]:
+    return None if png is None else base64.b64encode(png).decode("ascii")
+
+
+def report_context(
     evaluation: SpanEvaluation,
     gold_docs: Sequence[Doc],
     pred_docs: Sequence[Doc],
     *,
     title: str = "Span evaluation",
     n_docs: int = 5,
-) -> str:
-    """The report page as one HTML string.
+) -> Dict[str, Any]:
+    """The data the report template renders (templates/report.html).
 
-    evaluation (SpanEvaluation): The scorer's result (metrics in the
-        `evaluation` schema and per-doc findings).
-    gold_docs (Sequence[Doc]): The gold docs, in the evaluated order.
-    pred_docs (Sequence[Doc]): The predicted docs, same order.
-    title (str): The page title.
-    n_docs (int): How many docs with the most errors to render.
-    RETURNS (str): A complete, self-contained HTML document.
+    RETURNS (Dict[str, Any]): Rows of each table, charts (base64 PNGs), the
+        speed sentence, and the docs with the most errors (`doc_view`).
     """
     m = evaluation.metrics
-    model = m.get("model") or {}
-    data = m.get("data") or {}
-    parts = [f"<h1>{html.escape(title)}</h1>"]
-    parts.append(
-        '<p class="note">'
-        f"Model: <b>{html.escape(str(model.get('model', '')))}</b> "
-        f"({html.escape(str(model.get('name', '')))} {html.escape(str(model.get('version', '')))}); "
-        f"threshold {html.escape(str(model.get('threshold')))}. "
-        f"Data: <b>{html.escape(str(data.get('path', '')))}</b>: {data.get('docs')} docs, "
-        f"{data.get('tokens')} tokens, {data.get('gold_spans')} gold spans, "
-        f"{data.get('pred_spans')} predicted spans. Scores are strict (same start, end and label), in %."
-        "</p>"
-    )
-    top = [
-        _box("Overall", _table(PRF_HEADERS, [_prf_row("spans", m["spans"])], "overall")),
-        _box(
-            "Overlapping vs isolated spans",
-            _table(PRF_HEADERS, [_prf_row(g, m["groups"][g]) for g in GROUPS], "groups")
-            + '<p class="note">A gold span is <i>overlapping</i> when it shares a token with another '
-            "gold span (nested, crossing or same extent), else <i>isolated</i>; <i>same_label</i> / "
-            "<i>cross_label</i>: it overlaps a span of its own / another label. A true positive counts "
-            "in the groups of the gold span it matches; a false positive in those of the gold spans it "
-            "touches (or, touching none, by its overlaps with other predictions).</p>",
-        ),
-        _box(
-            "Errors",
-            _table(["kind", "count"], [[k, v] for k, v in m["errors"].items()], "errors")
-            + '<p class="note">Wrong predictions by kind: <i>label</i> (a gold span has the exact '
-            "extent, another label), <i>boundary</i> (right label, overlapping, wrong extent), "
-            "<i>boundary_and_label</i> (overlaps a gold span of another label), <i>spurious</i> "
-            "(touches no gold span). <i>missed</i>: gold spans no prediction touches.</p>",
-        ),
-    ]
-    ceiling_rows = []
+    model = {"model": "", "name": "", "version": "", "threshold": None, **(m.get("model") or {})}
+    data = {"path": "", "docs": 0, "tokens": 0, "gold_spans": 0, "pred_spans": 0, **(m.get("data") or {})}
+    spans_key = model.get("spans_key") or "sc"
+    ceiling = []
     if m.get("suggester"):
         sg = m["suggester"]
         per_token = sg.get("candidates_per_token")
-        ceiling_rows.append(
+        ceiling.append(
             [
                 "suggester",
                 pct(sg["recall"]),
@@ -330,98 +419,77 @@ def build_report(
         )
     if m.get("flattening"):
         fl = m["flattening"]
-        ceiling_rows.append(
-            [
-                "flattening",
-                pct(fl["recall"]),
-                fl["covered"],
-                fl["gold_spans"],
-                f"{fl['dropped']} spans dropped",
-            ]
+        ceiling.append(
+            ["flattening", pct(fl["recall"]), fl["covered"], fl["gold_spans"], f"{fl['dropped']} spans dropped"]
         )
-    if ceiling_rows:
-        top.append(
-            _box(
-                "Recall ceiling",
-                _table(["", "recall", "covered", "gold", ""], ceiling_rows, "ceiling")
-                + '<p class="note">Gold spans the model can produce at all: proposed by the suggester '
-                "(spancat) or kept by flattening to BIO tags (token classification).</p>",
-            )
-        )
-    speed = m.get("speed") or {}
-    if speed:
-        wps = speed.get("words_per_second")
-        top.append(
-            _box(
-                "Speed",
-                _table(
-                    ["device", "words", "seconds", "words/s"],
-                    [
-                        [
-                            speed.get("device"),
-                            speed.get("words"),
-                            f"{speed.get('seconds') or 0:.2f}",
-                            "—" if wps is None else f"{wps:.0f}",
-                        ]
-                    ],
-                    "speed",
-                ),
-            )
-        )
-    parts.append('<div class="row">' + "".join(top) + "</div>")
-    charts = [
-        _img(chart_per_label_f(m), "Spans F per label"),
-        _img(chart_recall_by_length(m), "Recall by span length"),
-    ]
+    speed = None
+    if m.get("speed"):
+        sp = m["speed"]
+        wps = sp.get("words_per_second")
+        speed = {
+            "row": [
+                sp.get("device"),
+                sp.get("words"),
+                f"{sp.get('seconds') or 0:.2f}",
+                "—" if wps is None else f"{wps:,.0f}",
+            ],
+            "sentence": describe_speed(sp),
+        }
     score_png = chart_score_distribution(m)
-    charts.append(
-        _img(score_png, "Scores of true vs false positives")
-        if score_png
-        else '<p class="note">No span scores in the predictions: no score distribution.</p>'
-    )
-    parts.append(
-        '<h2>Charts</h2><div class="row charts">' + "".join(f"<div>{c}</div>" for c in charts) + "</div>"
-    )
+    charts = [
+        {"png": _b64(chart_per_label_f(m)), "alt": "Spans F per label"},
+        {"png": _b64(chart_recall_by_length(m)), "alt": "Recall by span length"},
+        {
+            "png": _b64(score_png),
+            "alt": "Scores of true vs false positives",
+            "note": "No span scores in the predictions: no score distribution.",
+        },
+    ]
     per_label = m["per_label"]
     labels = sorted(per_label, key=lambda lab: (-per_label[lab]["gold"], lab))
-    parts.append(
-        '<div class="row">'
-        + _box(
-            "Per label", _table(PRF_HEADERS, [_prf_row(lab, per_label[lab]) for lab in labels], "per-label")
-        )
-        + _box(
-            "By span length",
-            _table(
-                ["tokens"] + PRF_HEADERS[1:],
-                [_prf_row(b, m["by_length"][b]) for b in LENGTH_BUCKETS],
-                "by-length",
-            ),
-        )
-        + "</div>"
-    )
     colors = {lab: PALETTE[i % len(PALETTE)] for i, lab in enumerate(sorted(per_label))}
     worst = sorted(evaluation.docs, key=lambda d: (-d.n_errors, d.index))[:n_docs]
-    worst = [d for d in worst if d.n_errors]
-    parts.append(
-        f"<h2>Docs with the most errors ({len(worst)})</h2>"
-        '<p class="key">'
-        f'<span style="background:{FP_COLOR}">wrong prediction (✗ kind)</span>'
-        f'<span style="background:{FN_COLOR}">missed gold span (✗ missed)</span>'
-        "other colours: correct spans</p>"
-    )
-    for d in worst:
-        parts.append(
-            f"<h3>Doc {d.index}: {len(d.tp)} correct, {len(d.fp)} wrong, {len(d.fn)} missed</h3>"
-            + render_doc_pair(gold_docs[d.index], pred_docs[d.index], d, colors)
-        )
-    if not worst:
-        parts.append('<p class="note">No errors to show.</p>')
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-        + "\n".join(parts)
-        + "</body></html>\n"
-    )
+    return {
+        "title": title,
+        "model": model,
+        "data": data,
+        "prf_headers": PRF_HEADERS,
+        "overall": [_prf_row("spans", m["spans"])],
+        "groups": [_prf_row(g, m["groups"][g]) for g in GROUPS],
+        "errors": [[k, v] for k, v in m["errors"].items()],
+        "ceiling": ceiling,
+        "speed": speed,
+        "charts": charts,
+        "per_label": [_prf_row(lab, per_label[lab]) for lab in labels],
+        "by_length": [_prf_row(b, m["by_length"][b]) for b in LENGTH_BUCKETS],
+        "worst": [
+            doc_view(gold_docs[d.index], pred_docs[d.index], d, colors, spans_key) for d in worst if d.n_errors
+        ],
+        "fp_color": FP_COLOR,
+        "fn_color": FN_COLOR,
+    }
+
+
+def build_report(
+    evaluation: SpanEvaluation,
+    gold_docs: Sequence[Doc],
+    pred_docs: Sequence[Doc],
+    *,
+    title: str = "Span evaluation",
+    n_docs: int = 5,
+) -> str:
+    """The report page as one HTML string, from templates/report.html.
+
+    evaluation (SpanEvaluation): The scorer's result (metrics in the
+        `evaluation` schema and per-doc findings).
+    gold_docs (Sequence[Doc]): The gold docs, in the evaluated order.
+    pred_docs (Sequence[Doc]): The predicted docs, same order.
+    title (str): The page title.
+    n_docs (int): How many docs with the most errors to render.
+    RETURNS (str): A complete, self-contained HTML document.
+    """
+    context = report_context(evaluation, gold_docs, pred_docs, title=title, n_docs=n_docs)
+    return _env().get_template("report.html").render(**context) + "\n"
 
 
 def write_report(
