@@ -2,9 +2,13 @@
 CRAFT when present (mirror or fetched asset), and the project root."""
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# No __pycache__ in components/: project.yml hashes its folders as deps (scripts/__init__.py does the same)
+sys.dont_write_bytecode = True
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

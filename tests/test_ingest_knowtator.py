@@ -34,6 +34,9 @@ EXPECTED = [
     ("1002", 1, "fin", 15, 18, "UBERON", 3, 3),
     ("1003", 0, "Rats", 0, 4, "NCBITaxon", 0, 0),
     ("1003", 0, "BMP4", 11, 15, "PR", 2, 2),
+    ("1004", 0, "Human", 0, 5, "NCBITaxon", 0, 0),
+    ("1004", 0, "Shh", 6, 9, "PR", 1, 1),
+    ("1004", 0, "limb", 22, 26, "UBERON", 5, 5),
 ]
 
 
@@ -62,7 +65,7 @@ def spans_of(tasks):
 def test_detected_with_craft_split_as_datasets():
     reader = get_reader(str(FIXTURE))
     assert reader.name == "knowtator"
-    assert [d.name for d in reader.list_datasets(str(FIXTURE), ReadOptions())] == ["toy_dev", "toy_train"]
+    assert [d.name for d in reader.list_datasets(str(FIXTURE), ReadOptions())] == ["craft_dev", "craft_test", "craft_train"]
 
 
 def test_exact_spans_tokens_and_origins():
@@ -74,13 +77,14 @@ def test_exact_spans_tokens_and_origins():
         (Path(t.origin.source).name, t.origin.line, t.origin.dataset, t.data["meta"]["paragraph"]) for t in tasks
     ]
     assert origins == [
-        ("1003.txt", 1, "toy_dev", 0),
-        ("1001.txt", 1, "toy_train", 0),
-        ("1001.txt", 3, "toy_train", 1),
-        ("1002.txt", 1, "toy_train", 0),
-        ("1002.txt", 2, "toy_train", 1),
+        ("1003.txt", 1, "craft_dev", 0),
+        ("1004.txt", 1, "craft_test", 0),
+        ("1001.txt", 1, "craft_train", 0),
+        ("1001.txt", 3, "craft_train", 1),
+        ("1002.txt", 1, "craft_train", 0),
+        ("1002.txt", 2, "craft_train", 1),
     ]
-    first = tasks[1].data
+    first = tasks[2].data
     assert [(t["text"], t["start"], t["end"], t["ws"]) for t in first["tokens"]] == [
         ("Mouse", 0, 5, True),
         ("m", 6, 7, False),
@@ -94,6 +98,7 @@ def test_exact_spans_tokens_and_origins():
     assert [t.data.get("_spans_dropped") for t in tasks] == [
         None,
         None,
+        None,
         {"discontinuous": 1},
         {"crosses_paragraph": 1},
         None,
@@ -104,7 +109,7 @@ def test_exact_spans_tokens_and_origins():
 
 
 def test_one_dataset_reads_only_its_articles():
-    _, tasks = read_all(FIXTURE, ["toy_dev"])
+    _, tasks = read_all(FIXTURE, ["craft_dev"])
     assert [t.data["meta"]["doc_id"] for t in tasks] == ["1003"]
 
 
@@ -125,7 +130,7 @@ def test_split_tokens(words, boundaries, expected):
 
 
 def test_convert_keeps_the_split_and_counts_what_it_drops(tmp_path):
-    options = ConvertOptions(datasets=["toy_train"], eval=["toy_dev"])
+    options = ConvertOptions(datasets=["craft_train"], eval=["craft_dev"])
     report = convert([str(FIXTURE)], tmp_path, options)
     assert (report["read"], report["kept"], report["rejected"]) == (5, 5, 0)
     assert report["spans_dropped"] == {"crosses_paragraph": 1, "discontinuous": 1}
@@ -135,7 +140,7 @@ def test_convert_keeps_the_split_and_counts_what_it_drops(tmp_path):
     got = sorted(
         (d.text[s.start_char : s.end_char], s.start_char, s.end_char, s.label_) for d in docs["train"] for s in d.spans["sc"]
     )
-    assert got == sorted((e[2], e[3], e[4], e[5]) for e in EXPECTED if e[0] != "1003")
+    assert got == sorted((e[2], e[3], e[4], e[5]) for e in EXPECTED if e[0] in ("1001", "1002"))
     assert [t.text for t in docs["train"][0]] == ["Mouse", "m", "BMP4", "signalling", "in", "the", "limb", "."]
     for path in tmp_path.iterdir():
         assert b"Annotator Name" not in path.read_bytes(), path
@@ -148,7 +153,7 @@ def copy_fixture(tmp_path):
 
 
 def rejected(tmp_path, root):
-    report = convert([str(root)], tmp_path / "out", ConvertOptions(datasets=["toy_train"], eval=["toy_dev"]))
+    report = convert([str(root)], tmp_path / "out", ConvertOptions(datasets=["craft_train"], eval=["craft_dev"]))
     lines = [json.loads(x) for x in (tmp_path / "out" / "rejections.jsonl").read_text().splitlines()]
     return report, lines
 
@@ -198,8 +203,8 @@ def test_non_integer_offsets_are_reported(tmp_path):
 
 
 def test_unknown_dataset_and_missing_sets_are_fatal(tmp_path):
-    with pytest.raises(IngestError, match=r"unknown dataset 'craft_train' \(available in .*toy_dev, toy_train\)"):
-        convert([str(FIXTURE)], tmp_path / "a", ConvertOptions(datasets=["craft_train"]))
+    with pytest.raises(IngestError, match=r"unknown dataset 'craft_other' \(available in .*craft_dev, craft_test, craft_train\)"):
+        convert([str(FIXTURE)], tmp_path / "a", ConvertOptions(datasets=["craft_other"]))
     root = tmp_path / "empty"
     (root / "articles/txt").mkdir(parents=True)
     (root / "concept-annotation/PR").mkdir(parents=True)
@@ -219,11 +224,21 @@ def test_without_id_lists_the_folder_is_one_dataset(tmp_path):
 # --- the real CRAFT: the fetched asset read by this reader vs the shared Prodigy mirror ---------
 
 
-def test_craft_dev_matches_the_mirror_exactly(craft_asset, craft_dir):
-    reader, tasks = read_all(craft_asset, ["craft_dev"])
+@pytest.mark.parametrize(
+    "split,n_spans,dropped",
+    [
+        ("dev", 9556, {"discontinuous": 154}),
+        ("test", 28825, {"discontinuous": 704}),
+        pytest.param("train", 59226, {"discontinuous": 1157, "crosses_paragraph": 1}, marks=pytest.mark.slow),
+    ],
+)
+def test_craft_matches_the_mirror_exactly(craft_asset, craft_dir, split, n_spans, dropped):
+    if craft_dir.name.startswith("craft_mirror"):
+        pytest.skip("the mirror here is made from the corpus itself: nothing to compare")
+    reader, tasks = read_all(craft_asset, [f"craft_{split}"])
     assert reader.name == "knowtator"
     assert all(t.data is not None for t in tasks), [t.error for t in tasks if t.data is None][:3]
-    mirror = [json.loads(x) for x in (craft_dir / "craft_dev.jsonl").read_text(encoding="utf8").splitlines()]
+    mirror = [json.loads(x) for x in (craft_dir / f"craft_{split}.jsonl").read_text(encoding="utf8").splitlines()]
 
     def key(d):
         return (str(d["meta"]["doc_id"]), d["meta"]["paragraph"])
@@ -240,5 +255,53 @@ def test_craft_dev_matches_the_mirror_exactly(craft_asset, craft_dir):
         assert Counter(tuple(s[f] for f in fields) for s in ours[k]["spans"]) == Counter(
             tuple(s[f] for f in fields) for s in d["spans"]
         ), k
-    assert sum(len(d["spans"]) for d in mirror) == 9556
-    assert sum(t.data.get("_spans_dropped", {}).get("discontinuous", 0) for t in tasks) == 154
+    assert sum(len(d["spans"]) for d in mirror) == n_spans
+    counts = Counter()
+    for t in tasks:
+        counts.update(t.data.get("_spans_dropped", {}))
+    assert dict(counts) == dropped
+
+
+# --- where CRAFT comes from: the mirror when present, else the fetched corpus -------------------
+
+from biomed_spancat.ingest.craft import CRAFT_COMMIT, craft_source  # noqa: E402
+from biomed_spancat.uptrain import split_heldout  # noqa: E402
+
+
+def test_craft_source_prefers_the_mirror_and_falls_back_to_the_corpus(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    assert craft_source(mirror, FIXTURE) == (str(FIXTURE), "knowtator")  # an empty folder is no mirror
+    for split in ("train", "dev", "test"):
+        (mirror / f"craft_{split}.jsonl").write_text("")
+    assert craft_source(mirror, FIXTURE) == (str(mirror), "mirror")
+    assert craft_source(None, FIXTURE) == (str(FIXTURE), "knowtator")
+    with pytest.raises(IngestError) as err:
+        craft_source(tmp_path / "nowhere", tmp_path / "assets" / "craft")
+    assert str(err.value) == (
+        f"CRAFT not found: no mirror at {tmp_path / 'nowhere'} and no corpus at {tmp_path / 'assets' / 'craft'} "
+        "(articles/txt/ and concept-annotation/); run `weasel assets` to fetch it from "
+        "https://github.com/UCDenver-ccp/CRAFT (v5.0.2)"
+    )
+
+
+def test_craft_source_refuses_a_checkout_at_another_commit(tmp_path):
+    import subprocess
+
+    root = copy_fixture(tmp_path)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q"], ["add", "."], ["commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(root), *cmd], check=True, env={**env, "PATH": "/usr/bin:/bin"})
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    with pytest.raises(IngestError, match=rf"CRAFT is at commit {head[:12]}, not the pinned {CRAFT_COMMIT[:12]} \(v5.0.2\)"):
+        craft_source(None, root)
+    assert craft_source(None, root, commit=head) == (str(root), "knowtator")
+
+
+def test_split_heldout_reads_one_dataset_of_the_corpus(tmp_path):
+    report = split_heldout(str(FIXTURE), tmp_path / "out", share=0.5, seed=0, datasets=["craft_train"])
+    assert report["documents"] == {"unlabelled": 1, "test": 1}  # 1001 and 1002; never 1003 (craft_dev)
+    assert report["tasks"]["unlabelled"] + report["tasks"]["test"] == 4
+    unlabelled = [json.loads(x) for x in (tmp_path / "out" / "unlabelled.jsonl").read_text().splitlines()]
+    assert {r["meta"]["doc_id"] for r in unlabelled} < {"1001", "1002"}
+    assert all(set(r) == {"text", "meta"} for r in unlabelled)

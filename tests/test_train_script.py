@@ -67,7 +67,7 @@ def test_set_spans_key_moves_the_component_and_its_score_weights(project_root):
 @pytest.mark.slow
 def test_a_non_default_key_trains_and_predicts_under_that_key(tmp_path, tiny_bert, project_root):
     corpus = tmp_path / "corpus"
-    convert([str(KNOWTATOR)], corpus, ConvertOptions(datasets=["toy_train"], eval=["toy_dev"], spans_key="gold"))
+    convert([str(KNOWTATOR)], corpus, ConvertOptions(datasets=["craft_train"], eval=["craft_dev"], spans_key="gold"))
     out = tmp_path / "training"
     args = [
         str(project_root / "configs" / "spancat.cfg"), str(out), "--spans-key", "gold",
