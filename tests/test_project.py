@@ -161,3 +161,34 @@ def test_craft_workflow_runs_end_to_end_on_a_tiny_corpus(tmp_path, tiny_bert):
     )
     # the package built from CRAFT was installed and evaluated on test
     assert json.loads((root / "metrics/craft/package-test.json").read_text())["spans"]["gold"] == 3
+
+
+def test_results_table_file_names_its_sources(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    import scripts.results_table as results_script
+
+    metrics = {
+        "spans": {"f": 0.8},
+        "groups": {"overlapping": {"f": 0.7}, "isolated": {"f": 0.81}},
+        "suggester": {"recall": 0.99},
+        "training": {"training_seconds": 125},
+        "speed": {"words_per_second": 1234.4, "device": "cpu"},
+    }
+    path = tmp_path / "test.json"
+    path.write_text(json.dumps(metrics))
+    app = typer.Typer()
+    app.command()(results_script.main)
+    out = tmp_path / "craft" / "results.md"
+    result = CliRunner().invoke(app, [f"ours={path}", "--output", str(out), "--caption", "CRAFT test split"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().splitlines() == [
+        "CRAFT test split",
+        "",
+        "| pipeline | F | F overlapping | F isolated | recall ceiling | training time | words/s |",
+        "|---|---|---|---|---|---|---|",
+        "| ours | 80.0 | 70.0 | 81.0 | 99.0 (suggester) | 2.1 min | 1,234 (cpu) |",
+        "",
+        f"From `{path}`.",
+    ]
