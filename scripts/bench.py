@@ -23,7 +23,9 @@ def main(
     train: Path = typer.Option(Path("corpus/train.spacy"), exists=True, dir_okay=False, help="Train DocBin (training speed)"),
     config: Path = typer.Option(Path("training/config.cfg"), exists=True, dir_okay=False, help="Our training config"),
     backbone: Path = typer.Option(Path("assets/transformer"), exists=True, file_okay=False, help="The stand-in backbone folder"),
-    craft_dir: Optional[Path] = typer.Option(Path("../shared/data/craft"), help="CRAFT exports + make_prodigy_db.py"),
+    craft_dir: Optional[Path] = typer.Option(
+        None, help="CRAFT in Prodigy's format (craft_train.jsonl: the mirror) for the conversion figures; skipped without"
+    ),
     metrics: List[str] = typer.Option([], "--metrics", help="NAME=PATH of a metrics JSON with spans F (repeatable)"),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Also write this Markdown file (BENCHMARKS.md)"),
     repeats: int = typer.Option(3, min=3, help="Timed runs per figure (median reported)"),

@@ -19,9 +19,16 @@ def main(
     seed: int = typer.Option(0, "--seed", help="Seed of the document split"),
     spans_key: str = typer.Option("sc", "--spans-key", help="Key in doc.spans of test.spacy"),
     format: Optional[str] = typer.Option(None, "--format", help="Force a reader format"),
+    datasets: str = typer.Option("", "--datasets", help="Comma-separated datasets of a source holding several (craft_test)"),
+    mirror: Optional[Path] = typer.Option(None, "--mirror", help="An offline copy of SOURCE, read instead when present"),
 ):
+    if mirror is not None and mirror.exists():
+        source = str(mirror)
+    names = [d.strip() for d in datasets.split(",") if d.strip()]
     try:
-        report = split_heldout(source, output_dir, share=share, seed=seed, spans_key=spans_key, fmt=format)
+        report = split_heldout(
+            source, output_dir, share=share, seed=seed, spans_key=spans_key, fmt=format, datasets=names
+        )
     except AssistError as err:
         msg.fail("split-heldout failed", str(err), exits=1)
     docs, tasks = report["documents"], report["tasks"]

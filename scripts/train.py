@@ -1,11 +1,12 @@
 """Train the pipeline like `spacy train`, with the GPU made explicit: preflight
 first, configs/gpu.cfg merged in when --gpu-id >= 0, dotted overrides passed
-through (`--training.max_steps 100`). The registered code (biomed.*) comes
+through (`--training.max_steps 100`), the span group set by --spans-key. The registered code (biomed.*) comes
 from the installed package's entry points, so no --code is needed."""
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 from spacy.cli._util import parse_config_overrides, show_validation_error
@@ -34,12 +35,15 @@ def main(
     gpu_config: Path = typer.Option(
         Path("configs/gpu.cfg"), "--gpu-config", help="Merged over the config when --gpu-id >= 0"
     ),
+    spans_key: Optional[str] = typer.Option(
+        None, "--spans-key", help="doc.spans key to train on (the spancat component and its score weights)"
+    ),
 ):
     """Train; extra `--section.key value` arguments override the config."""
     overrides = parse_config_overrides(ctx.args)
     try:
         with show_validation_error(config_path):
-            config = load_training_config(config_path, gpu_id, gpu_config, overrides)
+            config = load_training_config(config_path, gpu_id, gpu_config, overrides, spans_key)
         allocator = config.get("system", {}).get("gpu_allocator") or "pytorch"
         # Before any work: a GPU that cannot be used stops the run here.
         preflight(gpu_id, allocator)

@@ -1,16 +1,29 @@
 """Shared fixtures: a tiny local BERT (built in seconds, never downloaded),
-the shared CRAFT data when present, and the project root."""
+CRAFT when present (mirror or fetched asset), and the project root."""
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# No __pycache__ in components/: project.yml hashes its folders as deps (scripts/__init__.py does the same)
+sys.dont_write_bytecode = True
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parent.parent
-CRAFT = ROOT.parent / "shared" / "data" / "craft"
+# CRAFT, two ways: the Prodigy-format offline mirror (BIOMED_CRAFT_MIRROR, default
+# ../shared/data/craft beside the project, used when present) and the corpus itself
+# as `weasel assets` fetches it (BIOMED_CRAFT_DIR, default assets/craft)
+CRAFT = Path(os.environ.get("BIOMED_CRAFT_MIRROR", ROOT.parent / "shared" / "data" / "craft"))
+CRAFT_ASSET = Path(os.environ.get("BIOMED_CRAFT_DIR", ROOT / "assets" / "craft"))
+CRAFT_MISSING = (
+    "CRAFT not available: no Prodigy mirror at {mirror} (set BIOMED_CRAFT_MIRROR) "
+    "and no corpus at {asset} (run `weasel assets`, or set BIOMED_CRAFT_DIR)"
+)
 
 TINY_TEXTS = [
     "BMP2 and BMP4 regulate limb patterning and skeletogenesis in the mouse embryo.",
@@ -59,12 +72,42 @@ def tiny_bert(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
+def _has_mirror() -> bool:
+    return (CRAFT / "craft_dev.jsonl").exists()
+
+
+def _has_asset() -> bool:
+    return (CRAFT_ASSET / "articles" / "txt").is_dir() and (CRAFT_ASSET / "concept-annotation").is_dir()
+
+
 @pytest.fixture(scope="session")
-def craft_dir() -> Path:
-    """The shared CRAFT exports; tests using it skip when ../shared is absent."""
-    if not (CRAFT / "craft_dev.jsonl").exists():
-        pytest.skip(f"CRAFT exports not found at {CRAFT} (../shared is absent)")
-    return CRAFT
+def craft_dir(tmp_path_factory) -> Path:
+    """The CRAFT mirror in Prodigy's format (craft_{train,dev,test}.jsonl).
+    Without it, it is made from the fetched corpus (the knowtator reader, the
+    same tasks: tests/test_ingest_knowtator.py checks it); skipped, with the
+    reason, when neither is here."""
+    if _has_mirror():
+        return CRAFT
+    if not _has_asset():
+        pytest.skip(CRAFT_MISSING.format(mirror=CRAFT, asset=CRAFT_ASSET))
+    from biomed_spancat.ingest.readers import ReadOptions, get_reader
+
+    out = tmp_path_factory.mktemp("craft_mirror")
+    reader = get_reader(str(CRAFT_ASSET), "knowtator")
+    for split in ("train", "dev", "test"):
+        with (out / f"craft_{split}.jsonl").open("w", encoding="utf8") as f:
+            for task in reader.read(str(CRAFT_ASSET), [f"craft_{split}"], ReadOptions()):
+                if task.data is not None:
+                    f.write(json.dumps(task.data, ensure_ascii=False) + "\n")
+    return out
+
+
+@pytest.fixture(scope="session")
+def craft_asset() -> Path:
+    """CRAFT as fetched by `weasel assets` (Knowtator XML + article texts)."""
+    if not _has_asset():
+        pytest.skip(f"CRAFT corpus not found at {CRAFT_ASSET} (run `weasel assets`, or set BIOMED_CRAFT_DIR)")
+    return CRAFT_ASSET
 
 
 @pytest.fixture(scope="session")

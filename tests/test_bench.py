@@ -59,7 +59,7 @@ def bench_inputs(tmp_path_factory, tiny_bert, project_root):
 @pytest.fixture(scope="module")
 def quick_run(bench_inputs, tiny_bert, project_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench_out")
-    craft = CRAFT if (CRAFT / "make_prodigy_db.py").exists() else out / "no_craft"
+    craft = CRAFT if (CRAFT / "craft_train.jsonl").exists() else out / "no_craft"
     cmd = [
         sys.executable, "-m", "scripts.bench", str(out / "bench"), "--quick",
         "--pipeline", str(bench_inputs["pipeline"]),
@@ -129,7 +129,7 @@ def test_quick_training(quick_run):
 
 def test_quick_conversion(quick_run):
     conv = quick_run["result"]["conversion"]
-    if not (quick_run["craft"] / "make_prodigy_db.py").exists():
+    if not (quick_run["craft"] / "craft_train.jsonl").exists():
         assert "not found" in conv["skipped"]
         return
     assert set(conv) == {"jsonl", "prodigy.db"}

@@ -28,6 +28,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from wasabi import msg
 
+from .ingest.prodigy_db import write_prodigy_sqlite
+
 __all__ = [
     "BenchSettings",
     "QUICK",
@@ -379,8 +381,7 @@ def _take_words(docs: Sequence[Any], words: int) -> List[Any]:
 
 
 def _cut_craft(craft_dir: Path, out_dir: Path, lines: int) -> Path:
-    """Copy the CRAFT exports (first `lines` lines each) and make_prodigy_db.py
-    into `out_dir`, so the database builder reads the cut."""
+    """Copy the CRAFT exports (first `lines` lines each) into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for split in ("train", "dev", "test"):
         src = craft_dir / f"craft_{split}.jsonl"
@@ -389,7 +390,6 @@ def _cut_craft(craft_dir: Path, out_dir: Path, lines: int) -> Path:
                 if i >= lines:
                     break
                 g.write(line)
-    shutil.copy(craft_dir / "make_prodigy_db.py", out_dir / "make_prodigy_db.py")
     return out_dir
 
 
@@ -397,8 +397,8 @@ def bench_conversion(
     craft_dir: Path, work: Path, settings: BenchSettings, project_root: Path
 ) -> Dict[str, Any]:
     """Time `python -m scripts.convert` on CRAFT train, from JSONL and from a
-    prodigy.db built by make_prodigy_db.py: tasks/s, tokens/s and peak RSS
-    (child process, startup included: what a user waits for).
+    prodigy.db holding the same tasks (written by ingest.prodigy_db): tasks/s,
+    tokens/s and peak RSS (child process, startup included: what a user waits for).
 
     RETURNS (Dict[str, Any]): One entry per source, with the command and runs.
     """
@@ -406,7 +406,8 @@ def bench_conversion(
     db = work / "prodigy.db"
     if db.exists():
         db.unlink()
-    _child_or_fail([sys.executable, str(src_dir / "make_prodigy_db.py"), str(db)], "make_prodigy_db.py")
+    with open(src_dir / "craft_train.jsonl", encoding="utf8") as f:
+        write_prodigy_sqlite(db, {"craft_train": (json.loads(line) for line in f if line.strip())})
     sources = {
         "jsonl": [str(src_dir / "craft_train.jsonl")],
         "prodigy.db": [str(db), "--datasets", "craft_train"],
@@ -656,7 +657,7 @@ def run_bench(
     train (Path): Train DocBin (training speed; suggester coverage).
     config (Path): Our training config (training speed, untrained base-size pipeline).
     backbone (Path): The stand-in backbone folder the pipeline was trained on.
-    craft_dir (Optional[Path]): CRAFT exports with make_prodigy_db.py; None skips conversion.
+    craft_dir (Optional[Path]): CRAFT exports (craft_train.jsonl, as the mirror has them); None skips conversion.
     settings (BenchSettings): Sizes.
     metrics (Dict[str, Path]): Name -> metrics JSON with spans F.
     command (str): The command line, recorded.
@@ -684,7 +685,7 @@ def run_bench(
     # Conversion
     if "conversion" in skip:
         result["conversion"] = {"skipped": "left out with --skip"}
-    elif craft_dir is None or not (Path(craft_dir) / "make_prodigy_db.py").exists():
+    elif craft_dir is None or not (Path(craft_dir) / "craft_train.jsonl").exists():
         result["conversion"] = {"skipped": f"CRAFT exports not found at {craft_dir}"}
     else:
         msg.info("Conversion")

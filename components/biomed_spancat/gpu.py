@@ -9,6 +9,7 @@ not installed" for most of these, and `prefer_gpu` would silently stay on the
 CPU. Project tooling, not shipped in the wheel: a loaded pipeline never
 imports it.
 """
+import copy
 import ctypes
 import importlib
 import importlib.metadata
@@ -35,6 +36,7 @@ __all__ = [
     "find_mixed_precision",
     "load_training_config",
     "merge_gpu_config",
+    "set_spans_key",
     "preflight",
 ]
 
@@ -410,14 +412,18 @@ def load_training_config(
     gpu_id: int = -1,
     gpu_config_path: Optional[PathLike] = None,
     overrides: Optional[Dict[str, Any]] = None,
+    spans_key: Optional[str] = None,
 ) -> Config:
     """Load the training config, merge the GPU file when `gpu_id >= 0`, then
-    apply the command-line overrides (so `--training.max_steps` beats both).
+    apply the command-line overrides (so `--training.max_steps` beats both)
+    and the spans key.
 
     config_path (PathLike): The training config.
     gpu_id (int): -1 for the CPU (no merge), else a CUDA device index.
     gpu_config_path (Optional[PathLike]): The GPU override file; required when gpu_id >= 0.
     overrides (Optional[Dict[str, Any]]): Dotted overrides, as `spacy train` takes them.
+    spans_key (Optional[str]): The `doc.spans` key to train on (see `set_spans_key`);
+        None keeps the config's.
     RETURNS (Config): The config, not interpolated (spaCy's init does that).
     """
     config = util.load_config(config_path, interpolate=False)
@@ -427,7 +433,48 @@ def load_training_config(
         config = merge_gpu_config(config, gpu_config_path)
     if overrides:
         config = util.load_config_from_str(config.to_str(), overrides=dict(overrides), interpolate=False)
+    if spans_key is not None:
+        config = set_spans_key(config, spans_key)
     return config
+
+
+def set_spans_key(config: Config, spans_key: str) -> Config:
+    """Point every spancat component at `doc.spans[spans_key]` and rename the
+    score weights to match. The weights are keyed by the span group
+    (`spans_sc_f`); left as they are, a run on another key scores 0 at every
+    evaluation and model-best is simply the first checkpoint, silently. The
+    old names stay with a null weight, so spancat's defaults do not count them.
+
+    config (Config): A training config (not interpolated).
+    spans_key (str): The span group holding the gold spans.
+    RETURNS (Config): A new config.
+    RAISES (GpuConfigError): An empty key, or a config without a spancat component.
+    """
+    if not spans_key or not spans_key.strip():
+        raise GpuConfigError("the spans key is empty")
+    data = copy.deepcopy(dict(config))
+    components = data.get("components", {})
+    old_keys = set()
+    for name, block in components.items():
+        if isinstance(block, dict) and block.get("factory") == "spancat":
+            old_keys.add(block.get("spans_key", "sc"))
+            block["spans_key"] = spans_key
+    if not old_keys:
+        raise GpuConfigError("--spans-key: the config has no spancat component")
+    weights = data.get("training", {}).get("score_weights")
+    if isinstance(weights, dict):
+        renamed: Dict[str, Any] = {}
+        for key, value in weights.items():
+            for old in old_keys - {spans_key}:
+                prefix = f"spans_{old}_"
+                if key.startswith(prefix):
+                    # null, not dropped: spancat's own defaults (spans_sc_*) would count again
+                    renamed[key] = None
+                    key = f"spans_{spans_key}_{key[len(prefix):]}"
+                    break
+            renamed[key] = value
+        data["training"]["score_weights"] = renamed
+    return Config(data)
 
 
 def _walk(node: Any, path: Tuple[str, ...] = ()) -> Iterator[Tuple[Tuple[str, ...], Dict[str, Any]]]:

@@ -64,12 +64,12 @@ def _doc_key(data: Dict[str, Any]) -> str:
     return f"input:{data.get('_input_hash', input_hash(text) if isinstance(text, str) else '')}"
 
 
-def _read_tasks(source: str, fmt: Optional[str]) -> Any:
+def _read_tasks(source: str, fmt: Optional[str], datasets: Sequence[str] = ()) -> Any:
     from .assist import _ingest
 
     ConvertOptions, IngestError, resolve_sources, iter_sources = _ingest()
     try:
-        plan, _ = resolve_sources([source], ConvertOptions(fmt=fmt))
+        plan, _ = resolve_sources([source], ConvertOptions(fmt=fmt, datasets=list(datasets)))
         yield from iter_sources(plan, ConvertOptions().read, fmt)
     except IngestError as err:
         raise AssistError(str(err)) from err
@@ -82,6 +82,7 @@ def split_heldout(
     seed: int = 0,
     spans_key: str = "sc",
     fmt: Optional[str] = None,
+    datasets: Sequence[str] = (),
 ) -> Dict[str, Any]:
     """Cut a held-out annotated export by document into unlabelled text and test data.
 
@@ -97,6 +98,8 @@ def split_heldout(
     seed (int): Seed of the document split.
     spans_key (str): The span key of test.spacy.
     fmt (Optional[str]): Force a reader format.
+    datasets (Sequence[str]): The datasets to read from a source that holds
+        several (CRAFT: `craft_test`); empty reads them all.
     RETURNS (Dict[str, Any]): The report (also written to heldout.json).
     RAISES (AssistError): Fewer than two documents, a share outside (0, 1), an unreadable source.
     """
@@ -109,7 +112,7 @@ def split_heldout(
     output_dir = Path(output_dir)
     sizes: Dict[str, int] = {}
     unreadable = 0
-    for task in _read_tasks(source, fmt):
+    for task in _read_tasks(source, fmt, datasets):
         if task.data is None:
             unreadable += 1
             continue
@@ -131,7 +134,7 @@ def split_heldout(
         test_jsonl = Path(tmp) / "test.jsonl"
         tmp_unlabelled = Path(tmp) / "unlabelled.jsonl"
         with tmp_unlabelled.open("w", encoding="utf8") as unl, test_jsonl.open("w", encoding="utf8") as tst:
-            for task in _read_tasks(source, fmt):
+            for task in _read_tasks(source, fmt, datasets):
                 if task.data is None:
                     continue
                 if assignment.get(_doc_key(task.data)) == "unlabelled":
@@ -150,6 +153,7 @@ def split_heldout(
         os.replace(tmp_unlabelled, unlabelled_path)
     report = {
         "source": source,
+        "datasets": list(datasets),
         "share": share,
         "seed": seed,
         "documents": docs,

@@ -116,10 +116,10 @@ def register_reader(
     return decorator
 
 
-# Readers of other tools shipped in this package (Argilla, Label Studio). They
+# Readers of other tools shipped in this package (Argilla, Label Studio, Knowtator). They
 # import this module to register themselves, so they are loaded on first use
 # rather than at import time; a missing module is simply not offered.
-PLUGIN_MODULES = ("argilla", "labelstudio")
+PLUGIN_MODULES = ("argilla", "labelstudio", "knowtator")
 _plugins_loaded = False
 
 

@@ -396,6 +396,9 @@ def validate_task(task: Task, options: ValidateOptions, ledger: Ledger, binary: 
         words, spaces, starts, ends = _tokenize(text, options.lang)
     n_tokens = len(words)
 
+    # spans a reader could not represent (e.g. discontinuous Knowtator annotations), counted in the report
+    for reason, count in (data.get("_spans_dropped") or {}).items():
+        ledger.spans_dropped[str(reason)] += int(count)
     raw_spans = data.get("spans") or []
     if not isinstance(raw_spans, list):
         raise Rejection("bad_spans", "'spans' is not a list")
