@@ -27,17 +27,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def fresh_clone(tmp_path):
-    """What a fresh clone has: project.yml, configs, scripts and the shipped sample; nothing made."""
+    """What a fresh clone has: project.yml, configs, scripts, the package code and the shipped
+    sample; nothing made."""
     shutil.copy(ROOT / "project.yml", tmp_path / "project.yml")
-    for folder in ("configs", "scripts", "assets/craft_sample"):
+    for folder in ("configs", "scripts", "components", "assets/craft_sample"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
 
-def _config(root):
+def _config(root, overrides=None):
     from weasel.util import load_project_config
 
-    return load_project_config(root), srsly.read_yaml(root / "project.yml")
+    return load_project_config(root, overrides=overrides or {}), srsly.read_yaml(root / "project.yml")
 
 
 def test_export_hf_in_a_fresh_clone_names_the_commands_to_run_first(fresh_clone):
@@ -68,11 +69,11 @@ def test_every_missing_dependency_names_what_makes_it(fresh_clone):
     for cmd in config["commands"]:
         for path, remedy in missing_deps(config, raw, cmd["name"], fresh_clone):
             assert remedy.startswith(("weasel run ", "set vars.")), (cmd["name"], path, remedy)
-    # An input outside the project is named by its variable
-    shutil.rmtree(fresh_clone / "assets/craft_sample")
-    config, raw = _config(fresh_clone)
-    assert ("assets/craft_sample/train.jsonl", "set vars.prodigy_source (in project.yml or --vars.prodigy_source PATH)") in (
-        missing_deps(config, raw, "convert", fresh_clone)
+    # An input outside the project is named by its variable (the text to pre-annotate;
+    # convert's source is no dep: it may be a database, a URL or env:NAME)
+    config, raw = _config(fresh_clone, {"vars.preannotate_input": "absent/new.txt"})
+    assert ("absent/new.txt", "set vars.preannotate_input (in project.yml or --vars.preannotate_input PATH)") in (
+        missing_deps(config, raw, "preannotate", fresh_clone)
     )
     with pytest.raises(ValueError, match="no command 'nope' in project.yml"):
         missing_deps(config, raw, "nope", fresh_clone)
