@@ -48,6 +48,24 @@ CRAFT_COLORS: Dict[str, str] = {
 SEEN_COLORS_NAME = "biomed.seen_label_colors.v1"
 
 
+def _factory(name: str, **meta):
+    """`Language.factory(name, **meta)`, unless another copy of this module registered `name`.
+
+    In the project's own environment the installed wheel's copy of this module
+    (`en_biomed_spancat.X`) meets the project's (`biomed_spancat.X`), both
+    registered through entry points; spaCy refuses a second function under one
+    factory name (E004), so the first copy imported serves both. (Each shipped
+    module stands alone, so this helper is repeated in each that registers a factory.)
+    """
+
+    def register(func):
+        if name in registry.factories:
+            return func
+        return Language.factory(name, **meta)(func)
+
+    return register
+
+
 def label_color(label: str) -> str:
     """The colour of one label: CRAFT's own, else one derived from the label's name.
 
@@ -150,7 +168,7 @@ def select_ents(
     return sorted(chosen, key=lambda s: (s.start, s.end))
 
 
-@Language.factory(
+@_factory(
     "biomed_spans_to_ents_v1",
     assigns=["doc.ents"],
     default_config={"spans_key": "sc", "policy": "score", "labels": None, "min_score": 0.0, "overwrite": True},

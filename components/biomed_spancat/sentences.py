@@ -16,6 +16,7 @@ from typing import Iterable, List, Optional, Sequence
 
 from spacy.language import Language
 from spacy.tokens import Doc, Token
+from spacy.util import registry
 
 __all__ = ["AMBIGUOUS_ABBREVIATIONS", "BiomedSentencizer", "END_PUNCT", "NEVER_END_ABBREVIATIONS", "make_biomed_sentencizer"]
 
@@ -31,7 +32,25 @@ NEVER_END_ABBREVIATIONS = (
 AMBIGUOUS_ABBREVIATIONS = ("al", "etc", "sp", "spp", "jr", "sr", "inc", "ltd", "co")
 
 
-@Language.factory(
+def _factory(name: str, **meta):
+    """`Language.factory(name, **meta)`, unless another copy of this module registered `name`.
+
+    In the project's own environment the installed wheel's copy of this module
+    (`en_biomed_spancat.X`) meets the project's (`biomed_spancat.X`), both
+    registered through entry points; spaCy refuses a second function under one
+    factory name (E004), so the first copy imported serves both. (Each shipped
+    module stands alone, so this helper is repeated in each that registers a factory.)
+    """
+
+    def register(func):
+        if name in registry.factories:
+            return func
+        return Language.factory(name, **meta)(func)
+
+    return register
+
+
+@_factory(
     "biomed_sentencizer_v1",
     assigns=["token.is_sent_start", "doc.sents"],
     default_config={

@@ -1,7 +1,9 @@
-"""nlp.pipe(texts, n_process=2) with the fork and the spawn start method, on the shipped config.
+"""The shipped pipeline (configs/spancat.cfg) in a user's hands: nlp.pipe(texts, n_process=2)
+with the fork and the spawn start method, sentences that leave the spans as they are, and
+the wheel's entry points (components, displaCy colours).
 
-Each run is a subprocess with a timeout: a hang fails the test (and its whole
-process group is killed) instead of hanging the suite.
+Each multiprocess run is a subprocess with a timeout: a hang fails the test (and its
+whole process group is killed) instead of hanging the suite.
 """
 import json
 import os
@@ -172,3 +174,68 @@ def test_the_transformer_pickles(shipped_pipeline):
     model = nlp.get_pipe("transformer").model
     clone = pickle.loads(pickle.dumps(model))
     assert clone._func.func.__name__ == "_precision_forward"
+
+
+# --------------------------------------------------------------------------- sentences and spans
+
+
+def _spans(doc):
+    group = doc.spans["sc"]
+    return [(s.start, s.end, s.label_, round(float(x), 5)) for s, x in zip(group, group.attrs["scores"])]
+
+
+def test_sentences_change_no_span_prediction(shipped_pipeline):
+    """The transformer's windows come from biomed.BiomedBERT.v1's strided token windows, never
+    from doc.sents: sentence boundaries set before the transformer change no span or score."""
+    text = " ".join(TINY_TEXTS) + " Growth of E. coli (Fig. 2) was ca. 30 min, as Smith et al. showed."
+    nlp = spacy.load(shipped_pipeline)
+    assert nlp.pipe_names == ["transformer", "spancat", "sentencizer", "spans_to_ents"]
+    shipped = nlp(text)
+    assert len(list(shipped.sents)) == 6
+    before = spacy.load(shipped_pipeline, exclude=["sentencizer"])
+    before.add_pipe("biomed_sentencizer_v1", name="sentencizer", first=True)
+    early = before(text)
+    assert len(list(early.sents)) == 6
+    without = spacy.load(shipped_pipeline, exclude=["sentencizer", "spans_to_ents"])(text)
+    assert _spans(shipped) == _spans(early) == _spans(without)
+    assert _spans(shipped)
+    model = nlp.get_pipe("transformer").model
+    assert [(w.start, w.end) for w in model.attrs["get_spans"]([shipped])[0]][:2] == [(0, 8), (6, 14)]
+
+
+# --------------------------------------------------------------------------- the wheel
+
+
+@pytest.mark.slow
+def test_wheel_declares_components_and_displacy_colours(shipped_pipeline, tmp_path):
+    from biomed_spancat.packaging import build_meta, package_pipeline
+
+    source = {"requested": "tiny", "used": "tiny-bert", "stand_in": True, "note": "test"}
+    meta = build_meta("biomed_spancat", "0.0.1", source)
+    wheel = package_pipeline(shipped_pipeline, tmp_path / "packages", meta)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True)
+    check = (
+        "import importlib.metadata as md, spacy\n"
+        "from spacy import displacy\n"
+        "dist = md.distribution('en_biomed_spancat')\n"
+        "eps = {(e.group, e.name): e.value for e in dist.entry_points}\n"
+        "print(sorted(eps.items()))\n"
+        "colors = md.EntryPoint(name='c', group='g', value=eps[('spacy_displacy_colors', 'biomed.label_colors.v1')]).load()\n"
+        "print(colors.__module__, colors()['UBERON'])\n"
+        "nlp = spacy.load('en_biomed_spancat')\n"
+        "doc = nlp('Growth of E. coli (Fig. 2) was fast. BMP4 regulates limb patterning in mice.')\n"
+        "print(nlp.pipe_names, len(list(doc.sents)), len(doc.ents) > 0)\n"
+        "print('GGP' in [e.label_ for e in doc.ents], '#fdd8a5' in displacy.render(doc, style='ent'))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert "('spacy_displacy_colors', 'biomed.label_colors.v1'), 'en_biomed_spancat.display:label_colors')" in lines[0]
+    assert "('spacy_factories', 'biomed_sentencizer_v1'), 'en_biomed_spancat.sentences:make_biomed_sentencizer')" in lines[0]
+    assert "('spacy_factories', 'biomed_spans_to_ents_v1'), 'en_biomed_spancat.display:make_spans_to_ents')" in lines[0]
+    assert lines[1] == "en_biomed_spancat.display #bfe1d9"
+    assert lines[2] == "['transformer', 'spancat', 'sentencizer', 'spans_to_ents'] 2 True"
+    assert lines[3] == "True True"
