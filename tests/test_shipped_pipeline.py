@@ -111,6 +111,17 @@ def test_two_processes_give_the_single_process_results(shipped_pipeline, tmp_pat
     assert all(doc["spans"] and doc["ents"] and doc["sents"] for doc in result["one"])
 
 
+@pytest.mark.slow
+def test_bad_worker_threads_setting_reaches_the_caller(shipped_pipeline, tmp_path):
+    script = tmp_path / "pipe_mp.py"
+    script.write_text(PIPE_SCRIPT.format(texts=TINY_TEXTS), encoding="utf8")
+    env = {**os.environ, WORKER_THREADS_ENV: "two"}
+    rc, _, stderr = _run_guarded([sys.executable, str(script), "spawn", str(shipped_pipeline), str(tmp_path / "o.json")],
+                                 HANG_GUARD_S, env=env)
+    assert rc != 0
+    assert f"{WORKER_THREADS_ENV} must be a positive integer, got 'two'" in stderr
+
+
 def _gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:

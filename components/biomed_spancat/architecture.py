@@ -194,21 +194,21 @@ def _die_with_parent() -> None:
 
 
 def configure_worker_threads() -> None:
-    """Set torch's threads once per process when this is a multiprocessing worker.
+    """Set torch's threads once per process when this is a multiprocessing child.
 
     Runs at the start of every forward pass and costs one comparison after the
-    first. In the process that built the pipeline, or any process that is not a
-    multiprocessing child, nothing changes.
+    first. A process that is not a multiprocessing child keeps its threads; a
+    child (spaCy's `nlp.pipe` workers, or a Pool worker of yours that runs the
+    pipeline) gets `worker_threads()`.
     """
     global _CONFIGURED_PID
     pid = os.getpid()
     if _CONFIGURED_PID == pid:
         return
+    if multiprocessing.parent_process() is not None:
+        torch.set_num_threads(worker_threads(_FORKED))  # a bad setting raises on every batch
+        _die_with_parent()
     _CONFIGURED_PID = pid
-    if multiprocessing.parent_process() is None:
-        return
-    torch.set_num_threads(worker_threads(_FORKED))
-    _die_with_parent()
 
 
 @registry.architectures("biomed.BiomedBERT.v1")
