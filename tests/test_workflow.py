@@ -154,6 +154,15 @@ def test_wheel_installs_and_loads_in_a_fresh_venv(project_run, tmp_path):
         "doc0 = nlp(text)\n"
         "s0 = doc0.spans['sc']\n"
         "over = sum(1 for a in s0 for b in s0 if a is not b and a.start < b.end and b.start < a.end and (a.start, a.end) != (b.start, b.end))\n"
+        # sentences, entities and displaCy colours come from the wheel's own code and entry points
+        "from spacy import displacy\n"
+        "doc1 = nlp('Growth of E. coli (Fig. 2) was slowed by Brca1. Mice died.')\n"
+        "sents = [s.text for s in doc1.sents]\n"
+        "ents = len(doc0.ents)\n"
+        "labels = {e.label_ for e in doc0.ents}\n"
+        "from en_biomed_spancat.display import label_color\n"
+        "html = displacy.render(doc0, style='ent')\n"
+        "colored = all('background: ' + label_color(l) in html for l in labels)\n"
         "import biomed_spancat\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
@@ -161,7 +170,8 @@ def test_wheel_installs_and_loads_in_a_fresh_venv(project_run, tmp_path):
     # the project's own package must not be importable: the wheel carries its code
     result = subprocess.run(
         [py, "-c", script.replace("import biomed_spancat\n", "") + "print(json.dumps({'n': len(spans), 'over': over, 'scores': len(s0.attrs.get('scores', [])), "
-         "'tok': [t.text for t in nlp.make_doc('Pygo2-/- mice')]}))"],
+         "'tok': [t.text for t in nlp.make_doc('Pygo2-/- mice')], 'pipes': nlp.pipe_names, 'sents': sents, "
+         "'ents': ents, 'colored': colored}))"],
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -169,5 +179,9 @@ def test_wheel_installs_and_loads_in_a_fresh_venv(project_run, tmp_path):
     assert out["over"] > 0 and out["scores"] > 0
     # the shipped tokenizer (biomed.Tokenizer.v1, code carried by the wheel) splits genotypes
     assert out["tok"] == ["Pygo2", "-", "/", "-", "mice"]
+    # doc.sents and doc.ents on by default, displaCy colours from the wheel's entry point (docs/pipeline.md)
+    assert out["pipes"] == ["transformer", "spancat", "sentencizer", "spans_to_ents"]
+    assert out["sents"] == ["Growth of E. coli (Fig. 2) was slowed by Brca1.", "Mice died."]
+    assert out["ents"] > 0 and out["colored"]
     probe = subprocess.run([py, "-c", "import biomed_spancat"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert probe.returncode != 0, "the fresh venv must not have the project's package"

@@ -3,6 +3,11 @@
 Shipped inside the packaged pipeline (`spacy package --code`), so this module
 imports nothing from the project: only spaCy, thinc and spacy-transformers.
 """
+import multiprocessing
+import os
+import signal
+import sys
+import warnings
 from functools import partial
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -13,7 +18,7 @@ from spacy_transformers.data_classes import FullTransformerBatch
 from spacy_transformers.layers import TransformerModel
 from thinc.api import Model
 
-__all__ = ["BIOMEDBERT", "CPU_PRECISIONS", "CPU_PRECISION_KEY", "create_biomed_bert", "get_strided_windows", "resolve_cpu_precision"]
+__all__ = ["BIOMEDBERT", "CPU_PRECISIONS", "CPU_PRECISION_KEY", "WORKER_THREADS_ENV", "configure_worker_threads", "create_biomed_bert", "get_strided_windows", "resolve_cpu_precision", "worker_threads"]
 
 SpanGetter = Callable[[Iterable[Doc]], List[List[Span]]]
 
@@ -83,6 +88,30 @@ def resolve_cpu_precision(cpu_precision: str) -> str:
     return cpu_precision
 
 
+def _precision_forward(
+    model: Model, docs: List[Doc], is_train: bool, *, inner: Callable, bfloat16: bool
+) -> Tuple[FullTransformerBatch, Callable]:
+    """The transformer's forward pass under the CPU precision (see `_with_precision`).
+
+    A module-level function bound with `partial`, not a closure, so the model
+    pickles: `nlp.pipe(..., n_process=N)` with the spawn start method sends the
+    pipeline to its workers by pickling it.
+    """
+    configure_worker_threads()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16), torch.inference_mode(not is_train):
+        output, backprop = inner(model, docs, is_train)
+    if bfloat16:
+        model_output = output.model_output
+        for key, value in list(model_output.items()):
+            # The backward pass starts from last_hidden_state itself, so in training it
+            # is left as it is (float32 for BERT-family models, which end in a LayerNorm).
+            if key == "last_hidden_state" and is_train:
+                continue
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
+                model_output[key] = value.float()
+    return output, backprop
+
+
 def _with_precision(model: Model, bfloat16: bool) -> Model:
     """Wrap the transformer's forward pass: CPU autocast when `bfloat16`, and
     `torch.inference_mode` whenever it predicts.
@@ -94,24 +123,92 @@ def _with_precision(model: Model, bfloat16: bool) -> Model:
     bfloat16. CUDA tensors are not affected: on a GPU, `mixed_precision` counts.
     inference_mode skips the autograd bookkeeping that no_grad still does.
     """
-    inner = model._func
-
-    def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[FullTransformerBatch, Callable]:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16), torch.inference_mode(not is_train):
-            output, backprop = inner(model, docs, is_train)
-        if bfloat16:
-            model_output = output.model_output
-            for key, value in list(model_output.items()):
-                # The backward pass starts from last_hidden_state itself, so in training it
-                # is left as it is (float32 for BERT-family models, which end in a LayerNorm).
-                if key == "last_hidden_state" and is_train:
-                    continue
-                if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
-                    model_output[key] = value.float()
-        return output, backprop
-
-    model._func = forward
+    model._func = partial(_precision_forward, inner=model._func, bfloat16=bfloat16)
     return model
+
+
+# --------------------------------------------------------------------------- worker processes
+# `nlp.pipe(texts, n_process=N)` runs the pipeline in N child processes. torch's CPU
+# thread pool (GNU OpenMP in the Linux wheels) cannot run in a child forked after the
+# parent used it: the child's first parallel op waits forever for threads that were
+# not copied. And N children that each start one thread per core oversubscribe the
+# CPU. So a worker sets its own torch threads before its first forward pass: 1 in a
+# forked child (the only safe number there), WORKER_THREADS_ENV (default 1) in a
+# spawned one; on Linux it also asks to be ended when its parent dies, since spaCy's
+# workers otherwise wait on their queue forever after the parent is killed.
+WORKER_THREADS_ENV = "BIOMED_SPANCAT_WORKER_THREADS"
+_FORKED = False
+_CONFIGURED_PID: Optional[int] = None
+
+
+def _mark_forked() -> None:
+    global _FORKED
+    _FORKED = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_mark_forked)
+
+
+def worker_threads(forked: bool, environ: Optional[Dict[str, str]] = None) -> int:
+    """The torch threads a worker process uses.
+
+    forked (bool): Whether the worker was forked from its parent.
+    environ (Optional[Dict[str, str]]): The environment (os.environ by default).
+    RETURNS (int): 1 in a forked worker; else the positive integer in
+        BIOMED_SPANCAT_WORKER_THREADS, 1 when it is unset.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(WORKER_THREADS_ENV, "").strip()
+    if not raw:
+        return 1
+    try:
+        wanted = int(raw)
+    except ValueError:
+        raise ValueError(f"{WORKER_THREADS_ENV} must be a positive integer, got {raw!r}") from None
+    if wanted < 1:
+        raise ValueError(f"{WORKER_THREADS_ENV} must be a positive integer, got {raw!r}")
+    if forked and wanted > 1:
+        warnings.warn(
+            f"{WORKER_THREADS_ENV}={wanted} ignored in a forked worker: torch's thread pool "
+            "cannot run there, so it uses 1 thread; use the spawn start method for more"
+        )
+        return 1
+    return wanted
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel end this process when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():
+        os._exit(1)  # the parent died before the request took effect
+
+
+def configure_worker_threads() -> None:
+    """Set torch's threads once per process when this is a multiprocessing child.
+
+    Runs at the start of every forward pass and costs one comparison after the
+    first. A process that is not a multiprocessing child keeps its threads; a
+    child (spaCy's `nlp.pipe` workers, or a Pool worker of yours that runs the
+    pipeline) gets `worker_threads()`.
+    """
+    global _CONFIGURED_PID
+    pid = os.getpid()
+    if _CONFIGURED_PID == pid:
+        return
+    if multiprocessing.parent_process() is not None:
+        torch.set_num_threads(worker_threads(_FORKED))  # a bad setting raises on every batch
+        _die_with_parent()
+    _CONFIGURED_PID = pid
 
 
 @registry.architectures("biomed.BiomedBERT.v1")

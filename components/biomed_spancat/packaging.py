@@ -13,11 +13,30 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-__all__ = ["SHIPPED_MODULES", "build_meta", "data_source", "package_pipeline", "training_record", "wheel_path"]
+__all__ = [
+    "PACKAGE_ENTRY_POINTS",
+    "SHIPPED_MODULES",
+    "build_meta",
+    "data_source",
+    "declare_entry_points",
+    "package_pipeline",
+    "training_record",
+    "wheel_path",
+]
 
 HERE = Path(__file__).resolve().parent
 # Registered code a loaded pipeline needs; each file stands alone.
-SHIPPED_MODULES = ["architecture.py", "suggester.py", "tokenizer.py"]
+SHIPPED_MODULES = ["architecture.py", "suggester.py", "tokenizer.py", "sentences.py", "display.py"]
+# Entry points the wheel declares beside spaCy's `spacy_models` (group -> name -> module:attr
+# inside the package): displaCy reads label colours from `spacy_displacy_colors`.
+PACKAGE_ENTRY_POINTS = {
+    "spacy_displacy_colors": {"biomed.label_colors.v1": "display:label_colors"},
+    "spacy_factories": {
+        "biomed_sentencizer_v1": "sentences:make_biomed_sentencizer",
+        "biomed_spans_to_ents_v1": "display:make_spans_to_ents",
+    },
+}
+SETUP_ENTRY_POINTS = "entry_points={'spacy_models': ['{m} = {m}'.format(m=model_name)]}"
 OWN_DISTRIBUTION = "biomed-spancat-components"
 
 CRAFT_SOURCE = {
@@ -173,6 +192,26 @@ def _drop_requirement(package_dir: Path, dist_name: str) -> None:
         meta_file.write_text(json.dumps(meta, indent=2), encoding="utf8")
 
 
+def declare_entry_points(package_dir: Path, entry_points: Dict[str, Dict[str, str]] = PACKAGE_ENTRY_POINTS) -> None:
+    """Add `entry_points` to the setup.py that `spacy package` wrote.
+
+    spaCy's setup.py template declares only `spacy_models`; registered label
+    colours must be declared by the installed distribution for displaCy to find them.
+
+    package_dir (Path): The folder holding setup.py.
+    entry_points (Dict[str, Dict[str, str]]): Group -> name -> "module:attr" inside the package.
+    """
+    setup_py = Path(package_dir) / "setup.py"
+    text = setup_py.read_text(encoding="utf8")
+    if SETUP_ENTRY_POINTS not in text:
+        raise ValueError(f"{setup_py}: spaCy's entry_points line was not found, so the package's entry points cannot be added")
+    groups = ["'spacy_models': ['{m} = {m}'.format(m=model_name)]"]
+    for group, names in entry_points.items():
+        items = ", ".join(f"'{name} = ' + model_name + '.{target}'" for name, target in names.items())
+        groups.append(f"'{group}': [{items}]")
+    setup_py.write_text(text.replace(SETUP_ENTRY_POINTS, "entry_points={" + ", ".join(groups) + "}"), encoding="utf8")
+
+
 def package_pipeline(model_dir: Path, output_dir: Path, meta: Dict[str, Any]) -> Path:
     """Package `model_dir` with the shipped modules bundled; return the wheel path.
 
@@ -196,6 +235,7 @@ def package_pipeline(model_dir: Path, output_dir: Path, meta: Dict[str, Any]) ->
     wheel = wheel_path(output_dir, lang, meta["name"], meta["version"])
     package_dir = wheel.parent.parent
     _drop_requirement(package_dir, OWN_DISTRIBUTION)
+    declare_entry_points(package_dir)
     subprocess.run(
         [sys.executable, "-m", "build", ".", "--wheel", "--no-isolation"], cwd=package_dir, check=True
     )
