@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -85,9 +86,19 @@ def _corpus_report() -> Dict:
     }
 
 
+# Words planted in the training and dev text, and nowhere else: neither may reach the wheel, the
+# staged folder or the card (spaCy puts every token it meets into the vocab's strings).
+TRAIN_CANARY = "Zqvtrainwordx" + secrets.token_hex(4)
+DEV_CANARY = "Zqvdevwordx" + secrets.token_hex(4)
+TRAIN_TEXT = f"Expression of {TRAIN_CANARY} and BMP4 in the limb bud of mice."
+DEV_TEXT = f"The {DEV_CANARY} gene is expressed in the mouse lens."
+
+
 @pytest.fixture(scope="session")
 def tiny_package(tiny_bert, tmp_path_factory):
-    """(wheel, packaged model dir): transformer (biomed.BiomedBERT.v1 over the tiny BERT) + spancat."""
+    """(wheel, packaged model dir, training output dir): transformer (biomed.BiomedBERT.v1 over the
+    tiny BERT) + spancat, trained a few steps on text with TRAIN_CANARY and scored on text with DEV_CANARY,
+    as `spacy train` does."""
     from biomed_spancat.packaging import build_meta, package_pipeline
 
     spacy.util.fix_random_seed(0)
@@ -103,8 +114,17 @@ def tiny_package(tiny_bert, tmp_path_factory):
         "model": {"tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1",
                               "grad_factor": 1.0, "pooling": {"@layers": "reduce_mean.v1"}}},
     })
-    examples = [Example(nlp.make_doc(d.text), d) for d in _gold_docs(nlp)]
-    nlp.initialize(lambda: examples)
+    train = _gold_docs(nlp)
+    canary_doc = nlp.make_doc(TRAIN_TEXT)
+    canary_doc.spans["sc"] = [Span(canary_doc, 2, 3, label="PR"), Span(canary_doc, 4, 5, label="PR")]
+    train.append(canary_doc)
+    examples = [Example(nlp.make_doc(d.text), d) for d in train]
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    dev = nlp.make_doc(DEV_TEXT)
+    dev.spans["sc"] = [Span(dev, 1, 2, label="PR")]
+    nlp.evaluate([Example(nlp.make_doc(DEV_TEXT), dev)])
     nlp.to_disk(root / "model")
     shutil.rmtree(bert)
     source = {"requested": BIOMEDBERT, "used": STAND_IN, "stand_in": True, "origin": "stand-in",
@@ -112,7 +132,7 @@ def tiny_package(tiny_bert, tmp_path_factory):
     meta = build_meta("biomed_spancat", VERSION, source, _corpus_report(), license="cc-by-3.0")
     wheel = package_pipeline(root / "model", root / "packages", meta)
     model_dir = wheel.parent.parent / "en_biomed_spancat" / f"en_biomed_spancat-{VERSION}"
-    return wheel, model_dir
+    return wheel, model_dir, root / "model"
 
 
 @pytest.fixture(scope="session")
@@ -252,9 +272,57 @@ def test_card_shows_counts_never_training_text(staged, tiny_wheel):
     assert CANARY not in text
     for doc_text in TEXTS:
         assert doc_text not in text
-    # the canary did reach meta.json (so the test means something)
+
+
+def _wheel_files(wheel: Path) -> Dict[str, bytes]:
+    with zipfile.ZipFile(wheel) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def test_no_word_of_the_training_or_dev_text_ships(tiny_package, staged):
+    wheel, model_dir, trained = tiny_package
+    canaries = [c.encode() for word in (TRAIN_CANARY, DEV_CANARY) for c in (word, word.lower())]
+    # spaCy did put both words (and their lower-case forms) into the trained pipeline's vocab ...
+    trained_strings = set(json.loads((trained / "vocab" / "strings.json").read_text(encoding="utf8")))
+    assert {TRAIN_CANARY, DEV_CANARY, TRAIN_CANARY.lower(), DEV_CANARY.lower()} <= trained_strings
+    # ... and no byte of any file in the wheel (msgpack binaries included) holds them
+    files = _wheel_files(wheel)
+    assert any(name.endswith("vocab/strings.json") for name in files)
+    for name, data in files.items():
+        for canary in canaries:
+            assert canary not in data, f"{canary!r} shipped in {name}"
+    for p in staged.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert not any(c in data for c in canaries), p
+    # what the packaged vocab keeps: the labels and the blank English vocab's own strings, no more
+    packaged = set(json.loads((model_dir / "vocab" / "strings.json").read_text(encoding="utf8")))
+    assert set(LABELS) <= packaged
+    assert packaged <= set(spacy.blank("en").vocab.strings) | set(LABELS)
+    assert len(packaged) < len(trained_strings)
+
+
+def test_pruned_vocab_predicts_exactly_as_the_trained_pipeline(tiny_package):
+    from biomed_spancat.vocab_prune import predictions
+
+    _, model_dir, trained = tiny_package
+    texts = ["Loss of Pax6 in the embryonic mouse eye causes aniridia.",
+             f"BMP4 and {TRAIN_CANARY} were absent; {DEV_CANARY} was not.", ""]
+    got = []
+    for path in (trained, model_dir):
+        nlp = spacy.load(path)
+        nlp.get_pipe("spancat").cfg["threshold"] = 0.0  # every candidate comes back, with its score
+        got.append(predictions(nlp, texts))
+    assert len(got[0]) > 20
+    assert got[0] == got[1]
+
+
+def test_meta_keeps_counts_never_strings_of_the_corpus_report(tiny_wheel):
     meta, _ = read_wheel(tiny_wheel)
-    assert CANARY in json.dumps(meta)
+    assert CANARY not in json.dumps(meta)
+    train = meta["training_data"]["splits"]["train"]
+    assert train["spans"] == 46 and train["per_label"]["PR"] == {"spans": 10, "overlapping": 0}
+    assert "example_text" not in train
 
 
 def _meta(**base_model) -> Dict:

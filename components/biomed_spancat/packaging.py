@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .vocab_prune import counts_only, prune_strings
+
 __all__ = ["SHIPPED_MODULES", "build_meta", "package_pipeline", "training_record", "wheel_path"]
 
 HERE = Path(__file__).resolve().parent
@@ -130,7 +132,7 @@ def build_meta(
         meta["training"] = training
     if corpus_report is not None:
         meta["training_data"] = {
-            k: corpus_report[k] for k in ("counts", "spans_per_label", "splits") if k in corpus_report
+            k: counts_only(corpus_report[k]) for k in ("counts", "spans_per_label", "splits") if k in corpus_report
         }
     return meta
 
@@ -178,6 +180,9 @@ def package_pipeline(model_dir: Path, output_dir: Path, meta: Dict[str, Any]) ->
     wheel = wheel_path(output_dir, lang, meta["name"], meta["version"])
     package_dir = wheel.parent.parent
     _drop_requirement(package_dir, OWN_DISTRIBUTION)
+    # The packaged copy of the model keeps only the strings the pipeline needs (no corpus words).
+    for config in (package_dir / f"{lang}_{meta['name']}").glob("*/config.cfg"):
+        prune_strings(config.parent)
     subprocess.run(
         [sys.executable, "-m", "build", ".", "--wheel", "--no-isolation"], cwd=package_dir, check=True
     )
