@@ -74,6 +74,8 @@ class FakeHub:
         self.lock = threading.Lock()
         # Endpoint names (the handler method: "commit", "delete_repo", ...) that never answer.
         self.hang: set = set()
+        # The "transfers" each LFS batch request offered (e.g. ["basic", "multipart"], "xet" when used).
+        self.lfs_transfers: List[List[str]] = []
         self.release = threading.Event()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -116,6 +118,7 @@ class FakeHub:
             self.repos.clear()
             self.blobs.clear()
             self.log.clear()
+            self.lfs_transfers.clear()
             self.hang = set()
             self.release = threading.Event()
 
@@ -372,6 +375,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self._repo_for_write(user, repo_id) is None:
             return
         req = json.loads(body)
+        with self.fake.lock:
+            self.fake.lfs_transfers.append(list(req.get("transfers") or []))
         objects = []
         for obj in req["objects"]:
             entry: Dict[str, Any] = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}

@@ -428,6 +428,13 @@ def test_card_says_dev_scores_are_optimistic_when_dev_chose_the_threshold():
     assert fm["model-index"][0]["results"][0]["dataset"]["split"] == "dev"
 
 
+def test_card_never_shows_an_absolute_data_path(tmp_path):
+    _, body = parse_card(_prov_card(str(tmp_path / "corpus" / "dev.spacy"),
+                                    {"data": str(tmp_path / "corpus" / "dev.spacy"), "threshold": 0.35}))
+    assert str(tmp_path) not in body
+    assert "(`corpus/dev.spacy`)" in body and "**These scores are optimistic.**" in body
+
+
 def test_card_reports_held_out_scores_plainly():
     fm, body = parse_card(_prov_card("corpus/test.spacy", {"data": "corpus/dev.spacy", "threshold": 0.35}))
     assert ("Scores of the packaged pipeline on the test split of CRAFT (`corpus/test.spacy`), held-out data "
@@ -680,6 +687,8 @@ def test_push_uploads_the_staged_folder(staged, fake_hub, hub_env, tmp_path):
     calls = [p for _, p in fake_hub.paths()]
     assert calls[:2] == ["/api/whoami-v2", "/api/repos/create"]
     assert "/alice/en_biomed_spancat.git/info/lfs/objects/batch" in calls
+    # uploads over the LFS API (whose requests carry the timeout), never the Xet transfer (hf_xet is installed)
+    assert fake_hub.lfs_transfers and not any("xet" in t for t in fake_hub.lfs_transfers)
     assert calls[-1] == "/api/models/alice/en_biomed_spancat/commit/main"
     out = " ".join(r.stdout.split())
     # every URL printed is on the endpoint used (HF_ENDPOINT), never huggingface.co

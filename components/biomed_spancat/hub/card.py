@@ -321,7 +321,10 @@ def _learned_lists(suggester: Dict[str, Any]) -> str:
     shapes = sum(len(v) for k, v in suggester.items() if k.endswith("_shapes") and isinstance(v, list))
     if not words and not shapes:
         return ""
-    return (f"the suggester's block lists ({words:,} lower-case words and {shapes:,} word shapes that gold "
+    def n(count: int, what: str) -> str:
+        return f"{count:,} {what}" + ("" if count == 1 else "s")
+
+    return (f"the suggester's block lists ({n(words, 'lower-case word')} and {n(shapes, 'word shape')} that gold "
             "spans in the training data never, or almost never, start, end, run through or make up on their "
             "own; frequent function words and punctuation by construction)")
 
@@ -377,15 +380,27 @@ GROUP_DESCRIPTIONS = {
 }
 
 
+def _shown_path(path: str) -> str:
+    """A data path as the card shows it: relative to the project (the working folder), else its last two
+    parts; never a user's absolute path."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(*p.parts[-2:]).as_posix()
+
+
 def _evaluation_text(what: str, eval_name: str, prov: Provenance, threshold: Optional[float]) -> Dict[str, str]:
     """The sentence introducing the scores, and the warning when they are optimistic."""
     strict = "in percent; a prediction counts only with the exact start, end and label of a gold span."
     t = f"{threshold:g}" if threshold is not None else "saved"
-    on = f" (`{prov.data}`)" if prov.data else ""
+    on = f" (`{_shown_path(prov.data)}`)" if prov.data else ""
     if prov.heldout:
         return {
             "intro": f"Scores of the {what} on the {eval_name}{on}, held-out data used neither to train the "
-                     f"pipeline nor to choose its threshold (chosen on `{prov.tuned_on}`), {strict}",
+                     f"pipeline nor to choose its threshold (chosen on `{_shown_path(prov.tuned_on)}`), {strict}",
             "optimistic": "",
             "limitation": "",
         }

@@ -97,10 +97,17 @@ def _own_files(names: Iterable[str], package: str) -> List[str]:
 
 
 def _use_timeouts(timeout: float) -> None:
-    """Give every request huggingface_hub makes a timeout (it sets none on API calls)."""
-    from huggingface_hub import configure_http_backend
-    from huggingface_hub.utils._http import UniqueRequestIdAdapter
+    """Give every request huggingface_hub makes a timeout (it sets none on API calls).
+
+    Uploads go through the Hub's LFS API over the same sessions: the Xet
+    transfer (hf_xet, native code) is switched off for the push, since its
+    requests cannot be given this timeout.
+    """
     import requests
+    from huggingface_hub import configure_http_backend, constants
+    from huggingface_hub.utils._http import UniqueRequestIdAdapter
+
+    constants.HF_HUB_DISABLE_XET = True
 
     class TimeoutAdapter(UniqueRequestIdAdapter):
         def send(self, request, *args, **kwargs):
