@@ -1,13 +1,11 @@
 """Write exactly the folder `push` uploads: model card, wheel, chart (no network)."""
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 from wasabi import msg
 
-from biomed_spancat.hub import HubError, stage_hub
-
-PLACEHOLDER_NAMESPACE = "your-hf-username"
+from biomed_spancat.hub import PLACEHOLDER_NAMESPACE, HubError, stage_hub
 
 
 def main(
@@ -17,6 +15,9 @@ def main(
     namespace: str = typer.Option(..., "--namespace", help="Hub user or organisation"),
     repo: str = typer.Option(..., "--repo", help="Hub repo name"),
     license: str = typer.Option(..., "--license", help="Licence id for the card (a Hub licence id)"),
+    threshold_record: Optional[Path] = typer.Option(
+        None, "--threshold-record", help="tune-threshold's record (metrics/threshold.json): which data chose the threshold"
+    ),
     baseline: List[str] = typer.Option(
         [], "--baseline", help="NAME=PATH: metrics of a baseline on the same data (repeatable)"
     ),
@@ -28,7 +29,8 @@ def main(
             msg.fail(f"--baseline takes NAME=PATH, not '{item}'", exits=1)
         baselines[name] = Path(path)
     try:
-        staged = stage_hub(wheel, out_dir, metrics, namespace, repo, license, baselines=baselines)
+        staged = stage_hub(wheel, out_dir, metrics, namespace, repo, license, baselines=baselines,
+                           threshold_record=threshold_record)
     except HubError as err:
         msg.fail(f"stage-hub: {err}", exits=1)
     msg.good(f"Staged {len(staged.files)} files in {staged.path}: {', '.join(staged.files)}")

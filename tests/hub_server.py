@@ -4,7 +4,10 @@ download tests.
 It answers the endpoints huggingface_hub 0.36 calls to upload a folder
 (whoami-v2, repos/create, model info, preupload, the LFS batch API with the
 "basic" transfer and its upload + verify actions, commit) and serves
-`<repo>/resolve/<revision>/<path>` for downloads. Point a client at it with
+`<repo>/resolve/<revision>/<path>` for downloads, plus repo settings
+(visibility) and repo deletion. `hang` names endpoints that do their work and
+then never answer (a Hub that accepts a commit and hangs), until `stop()` or
+`reset()`. Point a client at it with
 HF_ENDPOINT, which huggingface_hub reads once, at import: so set it in the
 environment of a subprocess, before huggingface_hub is imported.
 
@@ -69,6 +72,11 @@ class FakeHub:
         self.blobs: Dict[str, bytes] = {}
         self.log: List[Logged] = []
         self.lock = threading.Lock()
+        # Endpoint names (the handler method: "commit", "delete_repo", ...) that never answer.
+        self.hang: set = set()
+        # The "transfers" each LFS batch request offered (e.g. ["basic", "multipart"], "xet" when used).
+        self.lfs_transfers: List[List[str]] = []
+        self.release = threading.Event()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -86,6 +94,7 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        self.release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -104,10 +113,14 @@ class FakeHub:
 
     # -- state helpers for tests ----------------------------------------
     def reset(self) -> None:
+        self.release.set()  # let hung handlers finish
         with self.lock:
             self.repos.clear()
             self.blobs.clear()
             self.log.clear()
+            self.lfs_transfers.clear()
+            self.hang = set()
+            self.release = threading.Event()
 
     def seed_repo(self, repo_id: str, files: Dict[str, bytes], private: bool = False) -> HubRepo:
         """Create a repo that already holds `files` (e.g. another owner's model)."""
@@ -220,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._entry = Logged(method, path, authed)
         with self.fake.lock:
             self.fake.log.append(self._entry)
-        body = self._body() if method in ("POST", "PUT") else b""
+        body = self._body() if method in ("POST", "PUT", "DELETE") else b""
         if authed and user is None:
             return self._error(401, _BAD_TOKEN)
         routes = [
@@ -235,10 +248,14 @@ class _Handler(BaseHTTPRequestHandler):
             ("POST", r"^/api/models/([^/]+/[^/]+)/commit/([^/]+)$", self.commit),
             ("GET", r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", self.resolve),
             ("HEAD", r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$", self.resolve),
+            ("PUT", r"^/api/models/([^/]+/[^/]+)/settings$", self.settings),
+            ("DELETE", r"^/api/repos/delete$", self.delete_repo),
         ]
         for m, pattern, fn in routes:
             match = re.match(pattern, path)
             if m == method and match:
+                if fn.__name__ in self.fake.hang:
+                    return self._hang(fn, user, body, *match.groups())
                 return fn(user, body, *match.groups())
         self._error(404, f"no route for {method} {path}")
 
@@ -253,6 +270,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         self._route("PUT")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+    def _hang(self, fn, user: Optional[HubUser], body: bytes, *groups: str) -> None:
+        """Do the work (a commit is applied), then answer nothing until released; then drop the connection."""
+        release = self.fake.release
+        real_send = self._send
+
+        def swallow(status: int, *args: Any, **kwargs: Any) -> None:
+            self._entry.status = status
+
+        self._send = swallow  # type: ignore[method-assign]
+        try:
+            fn(user, body, *groups)
+        finally:
+            self._send = real_send  # type: ignore[method-assign]
+        release.wait(60)
+        self.close_connection = True
 
     # -- access ------------------------------------------------------------
     def _repo_for_write(self, user: Optional[HubUser], repo_id: str) -> Optional[HubRepo]:
@@ -339,6 +375,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self._repo_for_write(user, repo_id) is None:
             return
         req = json.loads(body)
+        with self.fake.lock:
+            self.fake.lfs_transfers.append(list(req.get("transfers") or []))
         objects = []
         for obj in req["objects"]:
             entry: Dict[str, Any] = {"oid": obj["oid"], "size": obj["size"], "authenticated": True}
@@ -393,6 +431,26 @@ class _Handler(BaseHTTPRequestHandler):
             repo.commits.append({"message": header.get("summary"), "files": sorted(added), "author": user.name})
         self._send(200, {"commitUrl": f"{self.fake.url}/{repo_id}/commit/{repo.sha}", "commitOid": repo.sha,
                          "success": True, "pullRequestUrl": None})
+
+    def settings(self, user: Optional[HubUser], body: bytes, repo_id: str) -> None:
+        repo = self._repo_for_write(user, repo_id)
+        if repo is None:
+            return
+        req = json.loads(body or b"{}")
+        with self.fake.lock:
+            if "private" in req:
+                repo.private = bool(req["private"])
+        self._send(200, {})
+
+    def delete_repo(self, user: Optional[HubUser], body: bytes) -> None:
+        req = json.loads(body or b"{}")
+        namespace = req.get("organization") or (user.name if user else "")
+        repo_id = f"{namespace}/{req.get('name')}"
+        if self._repo_for_write(user, repo_id) is None:
+            return
+        with self.fake.lock:
+            del self.fake.repos[repo_id]
+        self._send(200, {})
 
     def resolve(self, user: Optional[HubUser], body: bytes, repo_id: str, revision: str, path: str) -> None:
         repo = self._repo_for_read(user, repo_id)

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -85,9 +86,19 @@ def _corpus_report() -> Dict:
     }
 
 
+# Words planted in the training and dev text, and nowhere else: neither may reach the wheel, the
+# staged folder or the card (spaCy puts every token it meets into the vocab's strings).
+TRAIN_CANARY = "Zqvtrainwordx" + secrets.token_hex(4)
+DEV_CANARY = "Zqvdevwordx" + secrets.token_hex(4)
+TRAIN_TEXT = f"Expression of {TRAIN_CANARY} and BMP4 in the limb bud of mice."
+DEV_TEXT = f"The {DEV_CANARY} gene is expressed in the mouse lens."
+
+
 @pytest.fixture(scope="session")
 def tiny_package(tiny_bert, tmp_path_factory):
-    """(wheel, packaged model dir): transformer (biomed.BiomedBERT.v1 over the tiny BERT) + spancat."""
+    """(wheel, packaged model dir, training output dir): transformer (biomed.BiomedBERT.v1 over the
+    tiny BERT) + spancat, trained a few steps on text with TRAIN_CANARY and scored on text with DEV_CANARY,
+    as `spacy train` does."""
     from biomed_spancat.packaging import build_meta, package_pipeline
 
     spacy.util.fix_random_seed(0)
@@ -103,8 +114,17 @@ def tiny_package(tiny_bert, tmp_path_factory):
         "model": {"tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1",
                               "grad_factor": 1.0, "pooling": {"@layers": "reduce_mean.v1"}}},
     })
-    examples = [Example(nlp.make_doc(d.text), d) for d in _gold_docs(nlp)]
-    nlp.initialize(lambda: examples)
+    train = _gold_docs(nlp)
+    canary_doc = nlp.make_doc(TRAIN_TEXT)
+    canary_doc.spans["sc"] = [Span(canary_doc, 2, 3, label="PR"), Span(canary_doc, 4, 5, label="PR")]
+    train.append(canary_doc)
+    examples = [Example(nlp.make_doc(d.text), d) for d in train]
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    dev = nlp.make_doc(DEV_TEXT)
+    dev.spans["sc"] = [Span(dev, 1, 2, label="PR")]
+    nlp.evaluate([Example(nlp.make_doc(DEV_TEXT), dev)])
     nlp.to_disk(root / "model")
     shutil.rmtree(bert)
     source = {"requested": BIOMEDBERT, "used": STAND_IN, "stand_in": True, "origin": "stand-in",
@@ -112,7 +132,7 @@ def tiny_package(tiny_bert, tmp_path_factory):
     meta = build_meta("biomed_spancat", VERSION, source, _corpus_report(), license="cc-by-3.0")
     wheel = package_pipeline(root / "model", root / "packages", meta)
     model_dir = wheel.parent.parent / "en_biomed_spancat" / f"en_biomed_spancat-{VERSION}"
-    return wheel, model_dir
+    return wheel, model_dir, root / "model"
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +149,17 @@ def tiny_metrics(tiny_package, tmp_path_factory) -> Path:
     result, _ = evaluate_pipeline(nlp, _gold_docs(nlp), "sc", model="en_biomed_spancat",
                                   data="corpus/dev.spacy", progress=False)
     return write_json(result.metrics, tmp_path_factory.mktemp("metrics") / "package.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_threshold(tiny_metrics, tmp_path_factory) -> Path:
+    """tune-threshold's record for the tiny wheel: the threshold it uses, chosen on the data it was scored on."""
+    metrics = json.loads(tiny_metrics.read_text())
+    record = {"schema": "biomed.threshold.v1", "data": metrics["data"]["path"],
+              "threshold": metrics["model"]["threshold"], "trials": []}
+    path = tmp_path_factory.mktemp("threshold") / "threshold.json"
+    path.write_text(json.dumps(record))
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -252,9 +283,193 @@ def test_card_shows_counts_never_training_text(staged, tiny_wheel):
     assert CANARY not in text
     for doc_text in TEXTS:
         assert doc_text not in text
-    # the canary did reach meta.json (so the test means something)
+
+
+def _wheel_files(wheel: Path) -> Dict[str, bytes]:
+    with zipfile.ZipFile(wheel) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def test_no_word_of_the_training_or_dev_text_ships(tiny_package, staged):
+    wheel, model_dir, trained = tiny_package
+    canaries = [c.encode() for word in (TRAIN_CANARY, DEV_CANARY) for c in (word, word.lower())]
+    # spaCy did put both words (and their lower-case forms) into the trained pipeline's vocab ...
+    trained_strings = set(json.loads((trained / "vocab" / "strings.json").read_text(encoding="utf8")))
+    assert {TRAIN_CANARY, DEV_CANARY, TRAIN_CANARY.lower(), DEV_CANARY.lower()} <= trained_strings
+    # ... and no byte of any file in the wheel (msgpack binaries included) holds them
+    files = _wheel_files(wheel)
+    assert any(name.endswith("vocab/strings.json") for name in files)
+    for name, data in files.items():
+        for canary in canaries:
+            assert canary not in data, f"{canary!r} shipped in {name}"
+    for p in staged.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert not any(c in data for c in canaries), p
+    # what the packaged vocab keeps: the labels and the blank English vocab's own strings, no more
+    packaged = set(json.loads((model_dir / "vocab" / "strings.json").read_text(encoding="utf8")))
+    assert set(LABELS) <= packaged
+    assert packaged <= set(spacy.blank("en").vocab.strings) | set(LABELS)
+    assert len(packaged) < len(trained_strings)
+
+
+def test_pruned_vocab_predicts_exactly_as_the_trained_pipeline(tiny_package):
+    from biomed_spancat.vocab_prune import predictions
+
+    _, model_dir, trained = tiny_package
+    texts = ["Loss of Pax6 in the embryonic mouse eye causes aniridia.",
+             f"BMP4 and {TRAIN_CANARY} were absent; {DEV_CANARY} was not.", ""]
+    got = []
+    for path in (trained, model_dir):
+        nlp = spacy.load(path)
+        nlp.get_pipe("spancat").cfg["threshold"] = 0.0  # every candidate comes back, with its score
+        got.append(predictions(nlp, texts))
+    assert len(got[0]) > 20
+    assert got[0] == got[1]
+
+
+def test_meta_keeps_counts_never_strings_of_the_corpus_report(tiny_wheel):
     meta, _ = read_wheel(tiny_wheel)
-    assert CANARY in json.dumps(meta)
+    assert CANARY not in json.dumps(meta)
+    train = meta["training_data"]["splits"]["train"]
+    assert train["spans"] == 46 and train["per_label"]["PR"] == {"spans": 10, "overlapping": 0}
+    assert "example_text" not in train
+
+
+def test_card_metadata_is_a_valid_model_card(staged, fake_hub, hub_env):
+    """Parsed back by huggingface_hub, and accepted by the Hub's metadata check (the local Hub's validate-yaml)."""
+    from huggingface_hub import ModelCard
+
+    text = (staged / CARD_NAME).read_text(encoding="utf8")
+    card = ModelCard(text)
+    fm, _ = parse_card(text)
+    assert card.data.to_dict() == fm
+    results = card.data.eval_results
+    assert {(r.task_type, r.dataset_split, r.verified) for r in results} == {("token-classification", "dev", False)}
+    assert [r.metric_type for r in results[:3]] == ["precision", "recall", "f1"]
+    # what ModelCard.validate() posts (it always posts to huggingface.co), posted to the local Hub
+    import urllib.request
+
+    body = json.dumps({"repoType": "model", "content": str(card)}).encode()
+    req = urllib.request.Request(f"{fake_hub.url}/api/validate-yaml", data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as answer:
+        assert answer.status == 200 and json.loads(answer.read()) == {"warnings": []}
+
+
+def test_card_template_is_package_data():
+    from biomed_spancat.hub import TEMPLATE
+
+    assert TEMPLATE.is_file() and TEMPLATE.suffix == ".j2"
+    pyproject = (ROOT / "components" / "pyproject.toml").read_text()
+    assert '"biomed_spancat.hub" = ["templates/*.j2"]' in pyproject
+
+
+def test_card_example_is_what_the_wheel_returns(staged, tiny_package):
+    from biomed_spancat.hub import EXAMPLE_TEXT
+
+    _, body = _card(staged)
+    assert f'doc = nlp("{EXAMPLE_TEXT}")' in body
+    nlp = spacy.load(tiny_package[1])
+    doc = nlp(EXAMPLE_TEXT)
+    group = doc.spans["sc"]
+    expected = [(f"{s.start_char} {s.end_char} {s.label_} {s.text}", float(score))
+                for s, score in zip(group, group.attrs["scores"])]
+    assert 0 < len(expected) <= 15
+    block = body[body.index("What this wheel prints for that sentence"):]
+    assert block.startswith(f"What this wheel prints for that sentence ({len(expected)} spans):")
+    shown = [line.rsplit(" ", 1) for line in block.split("```text\n", 1)[1].split("\n```", 1)[0].splitlines()]
+    assert [span for span, _ in shown] == [span for span, _ in expected]
+    # the card was made in another process (the unpacked wheel); scores are printed to 3 decimals
+    for (_, printed), (_, score) in zip(shown, expected):
+        assert abs(float(printed) - score) <= 0.0011
+
+
+def test_card_example_sentence_is_not_from_the_corpus(craft_sample_texts):
+    from biomed_spancat.hub import EXAMPLE_TEXT
+
+    assert craft_sample_texts  # the sample was read
+    assert not any(EXAMPLE_TEXT in text for text in craft_sample_texts)
+    assert not any(text and text in EXAMPLE_TEXT for text in craft_sample_texts)
+
+
+@pytest.fixture(scope="session")
+def craft_sample_texts() -> List[str]:
+    """The texts of the shipped CRAFT sample, and of the shared CRAFT exports when present."""
+    files = sorted((ROOT / "assets" / "craft_sample").glob("*.jsonl"))
+    shared = ROOT.parent / "shared" / "data" / "craft"
+    files += sorted(shared.glob("*.jsonl")) if shared.is_dir() else []
+    return [json.loads(line).get("text", "") for f in files for line in f.open(encoding="utf8") if line.strip()]
+
+
+def _prov_card(metrics_path: str, record: Optional[Dict]) -> str:
+    from biomed_spancat.hub import ThresholdRecord
+
+    cm = _cm()
+    cm.data = {"path": metrics_path, "docs": 3}
+    cm.threshold = 0.35
+    rec = ThresholdRecord(Path("metrics/threshold.json"), **record) if record else None
+    return build_card(_meta(requested=BIOMEDBERT, used=BIOMEDBERT, stand_in=False), cm,
+                      spancat={"spans_key": "sc", "component": "spancat"}, repo_id="a/b",
+                      wheel_name="en_biomed_spancat-1.0.0-py3-none-any.whl", license_id="mit",
+                      threshold_record=rec)
+
+
+def test_card_says_dev_scores_are_optimistic_when_dev_chose_the_threshold():
+    fm, body = parse_card(_prov_card("corpus/dev.spacy", {"data": "corpus/dev.spacy", "threshold": 0.35}))
+    evaluation = body[body.index("## Evaluation"):body.index("### Per label")]
+    assert ("Scores of the packaged pipeline on the dev split of CRAFT (`corpus/dev.spacy`), in percent"
+            in evaluation)
+    assert ("**These scores are optimistic.** The same dev data chose the threshold (0.35, the best F among the "
+            "thresholds tried) and the training checkpoint kept, and no held-out test set was scored: expect "
+            "lower scores on new text of the same kind.") in evaluation
+    assert ("- The scores above are on the dev data that chose the threshold and the checkpoint, so they are "
+            "optimistic.") in body
+    assert fm["model-index"][0]["results"][0]["dataset"]["split"] == "dev"
+
+
+def test_card_never_shows_an_absolute_data_path(tmp_path):
+    _, body = parse_card(_prov_card(str(tmp_path / "corpus" / "dev.spacy"),
+                                    {"data": str(tmp_path / "corpus" / "dev.spacy"), "threshold": 0.35}))
+    assert str(tmp_path) not in body
+    assert "(`corpus/dev.spacy`)" in body and "**These scores are optimistic.**" in body
+
+
+def test_card_reports_held_out_scores_plainly():
+    fm, body = parse_card(_prov_card("corpus/test.spacy", {"data": "corpus/dev.spacy", "threshold": 0.35}))
+    assert ("Scores of the packaged pipeline on the test split of CRAFT (`corpus/test.spacy`), held-out data "
+            "used neither to train the pipeline nor to choose its threshold (chosen on `corpus/dev.spacy`), in "
+            "percent") in body
+    assert "optimistic" not in body
+    dataset = fm["model-index"][0]["results"][0]["dataset"]
+    assert dataset == {"name": "test split of CRAFT", "type": "craft", "split": "test"}
+
+
+def test_card_says_when_the_threshold_origin_is_not_recorded():
+    _, body = parse_card(_prov_card("corpus/dev.spacy", None))
+    assert ("How the threshold (0.35) was chosen is not recorded with these scores. If it was tuned on this same "
+            "data, as `weasel run all` does on dev, the scores are optimistic.") in body
+
+
+def test_threshold_record_of_another_run_is_refused(tiny_wheel, tiny_metrics, tmp_path):
+    record = tmp_path / "threshold.json"
+    record.write_text(json.dumps({"data": "corpus/dev.spacy", "threshold": 0.05}))
+    with pytest.raises(HubError, match=re.escape(f"{record}: records threshold 0.05, but the evaluated wheel "
+                                                 "uses 0.5: it is the record of another run")):
+        stage_hub(tiny_wheel, tmp_path / "hub", tiny_metrics, "alice", "en_biomed_spancat", "cc-by-3.0",
+                  threshold_record=record)
+    record.write_text(json.dumps({"threshold": 0.5}))
+    with pytest.raises(HubError, match="expected tune-threshold's record with 'data'"):
+        stage_hub(tiny_wheel, tmp_path / "hub", tiny_metrics, "alice", "en_biomed_spancat", "cc-by-3.0",
+                  threshold_record=record)
+    assert not (tmp_path / "hub").exists()
+
+
+def test_stage_hub_names_the_endpoint_in_the_install_line(tiny_wheel, tiny_metrics, tmp_path):
+    out = stage_hub(tiny_wheel, tmp_path / "hub", tiny_metrics, "alice", "en_biomed_spancat", "cc-by-3.0",
+                    endpoint="https://hub.example.org/")
+    _, body = parse_card(out.card.read_text(encoding="utf8"))
+    assert f"pip install https://hub.example.org/alice/en_biomed_spancat/resolve/main/{WHEEL_NAME}\n" in body
 
 
 def _meta(**base_model) -> Dict:
@@ -472,10 +687,19 @@ def test_push_uploads_the_staged_folder(staged, fake_hub, hub_env, tmp_path):
     calls = [p for _, p in fake_hub.paths()]
     assert calls[:2] == ["/api/whoami-v2", "/api/repos/create"]
     assert "/alice/en_biomed_spancat.git/info/lfs/objects/batch" in calls
+    # uploads over the LFS API (whose requests carry the timeout), never the Xet transfer (hf_xet is installed)
+    assert fake_hub.lfs_transfers and not any("xet" in t for t in fake_hub.lfs_transfers)
     assert calls[-1] == "/api/models/alice/en_biomed_spancat/commit/main"
     out = " ".join(r.stdout.split())
-    assert "Created private repo alice/en_biomed_spancat" in out
-    assert f"pip install https://huggingface.co/alice/en_biomed_spancat/resolve/main/{WHEEL_NAME}" in out
+    # every URL printed is on the endpoint used (HF_ENDPOINT), never huggingface.co
+    assert f"Created private repo alice/en_biomed_spancat: {fake_hub.url}/alice/en_biomed_spancat" in out
+    assert f"Committed {CARD_NAME}, {WHEEL_NAME}, {CHART_NAME}: {fake_hub.url}/alice/en_biomed_spancat/commit/" in out
+    # private: how an account with access installs, the token never on the command line
+    assert f'wheel="$(hf download alice/en_biomed_spancat {WHEEL_NAME})" && pip install "$wheel"' in out
+    assert "token read from HF_TOKEN or `hf auth login` (never on the command line)" in out
+    # the card was staged for huggingface.co: push says so
+    assert ("the card's install line names huggingface.co, but this push went to "
+            f"{fake_hub.url.split('//')[1]}: re-run stage-hub with the same HF_ENDPOINT") in out
     _assert_no_token_anywhere(r, fake_hub, staged, tmp_path)
     assert _tree_hash(staged) == before
     # a second push updates our own repo
@@ -489,6 +713,9 @@ def test_push_public_when_asked(staged, fake_hub, hub_env):
     r = push(staged, hub_env, "alice", "en_biomed_spancat", "--private", "false")
     assert r.returncode == 0, r.stdout + r.stderr
     assert fake_hub.repos["alice/en_biomed_spancat"].private is False
+    out = " ".join(r.stdout.split())
+    assert "Created public repo alice/en_biomed_spancat" in out
+    assert f"Install with: pip install {fake_hub.url}/alice/en_biomed_spancat/resolve/main/{WHEEL_NAME}" in out
 
 
 def test_push_takes_the_token_from_the_login_cache(staged, fake_hub, hub_env, tmp_path):
@@ -498,6 +725,122 @@ def test_push_takes_the_token_from_the_login_cache(staged, fake_hub, hub_env, tm
     assert r.returncode == 0, r.stdout + r.stderr
     assert "alice/en_biomed_spancat" in fake_hub.repos
     _assert_no_token_anywhere(r, fake_hub, staged, tmp_path, skip=(token_file,))
+
+
+def _out(r) -> str:
+    return " ".join((r.stdout + r.stderr).split())
+
+
+def _own_repo(fake_hub, tiny_wheel, private: bool):
+    """alice/en_biomed_spancat as an earlier push of this project left it (our card and wheel)."""
+    files = {CARD_NAME: b"---\nmodel-index:\n- name: en_biomed_spancat\n  results: []\n---\n# old\n",
+             WHEEL_NAME: tiny_wheel.read_bytes()}
+    return fake_hub.seed_repo("alice/en_biomed_spancat", files, private=private)
+
+
+def _uploads(fake_hub) -> List[str]:
+    return [p for m, p in fake_hub.paths() if "/preupload/" in p or "/lfs/" in p or "/commit/" in p
+            or p.startswith("/__lfs")]
+
+
+def test_private_push_into_a_public_repo_is_refused_before_any_upload(staged, tiny_wheel, fake_hub, hub_env):
+    repo = _own_repo(fake_hub, tiny_wheel, private=False)
+    hub_env["HF_TOKEN"] = TOKEN
+    r = push(staged, hub_env)  # --private true is the default
+    out = _out(r)
+    assert r.returncode == 1
+    assert ("alice/en_biomed_spancat already exists and is PUBLIC, but this push asks for a private repo "
+            "(--private true): uploading would publish the model") in out
+    assert f"make alice/en_biomed_spancat private on the Hub ({fake_hub.url}/alice/en_biomed_spancat/settings)" in out
+    assert "or with --make-private" in out and "Nothing was uploaded" in out
+    assert "Traceback" not in out and "✔" not in out
+    assert _uploads(fake_hub) == []
+    assert repo.private is False and len(repo.commits) == 1
+
+
+def test_make_private_changes_a_public_repo_before_uploading(staged, tiny_wheel, fake_hub, hub_env):
+    repo = _own_repo(fake_hub, tiny_wheel, private=False)
+    hub_env["HF_TOKEN"] = TOKEN
+    r = push(staged, hub_env, "alice", "en_biomed_spancat", "--make-private")
+    out = _out(r)
+    assert r.returncode == 0, out
+    assert "Made alice/en_biomed_spancat private before uploading (--make-private)" in out
+    assert "Updated private repo alice/en_biomed_spancat" in out
+    assert repo.private is True and len(repo.commits) == 2
+    calls = [p for _, p in fake_hub.paths()]
+    settings = calls.index("/api/models/alice/en_biomed_spancat/settings")
+    assert all(settings < calls.index(p) for p in _uploads(fake_hub))
+
+
+def test_public_push_into_a_private_repo_leaves_it_private(staged, tiny_wheel, fake_hub, hub_env):
+    repo = _own_repo(fake_hub, tiny_wheel, private=True)
+    hub_env["HF_TOKEN"] = TOKEN
+    r = push(staged, hub_env, "alice", "en_biomed_spancat", "--private", "false")
+    out = _out(r)
+    assert r.returncode == 0, out
+    assert "Updated private repo alice/en_biomed_spancat" in out
+    assert ("alice/en_biomed_spancat is private and stays private: --private false only sets the visibility "
+            "of a new repo") in out
+    assert repo.private is True
+
+
+def test_push_refuses_the_placeholder_namespace(staged, tiny_wheel, tiny_metrics, fake_hub, hub_env, tmp_path):
+    folder = stage_hub(tiny_wheel, tmp_path / "hub" / "x", tiny_metrics, "your-hf-username", "en_biomed_spancat",
+                       "cc-by-3.0").path
+    hub_env["HF_TOKEN"] = TOKEN
+    r = push(folder, hub_env, "your-hf-username")
+    out = _out(r)
+    assert r.returncode == 1
+    assert ("--namespace 'your-hf-username' is the placeholder of project.yml, not a Hub account: set "
+            "vars.hub_namespace to your Hub user or organisation") in out
+    assert fake_hub.log == []  # refused before any request
+
+
+def test_a_hub_that_accepts_the_commit_and_never_answers(staged, fake_hub, hub_env):
+    """The repo this push created is deleted: nothing is left, and the message says so."""
+    fake_hub.hang = {"commit"}
+    hub_env["HF_TOKEN"] = TOKEN
+    r = subprocess.run([PY, "-m", "scripts.push", str(staged), "--namespace", "alice", "--repo",
+                        "en_biomed_spancat", "--timeout", "2"], cwd=ROOT, env=hub_env, capture_output=True,
+                       text=True, timeout=120)  # a hang guard: push must end by itself
+    out = _out(r)
+    assert r.returncode == 1
+    assert (f"the Hub at {fake_hub.url} did not answer within 2 s while uploading to alice/en_biomed_spancat "
+            "(ReadTimeout)") in out
+    assert ("Cleaned up: the repo alice/en_biomed_spancat that this push created was deleted; nothing of it is "
+            "left on the Hub") in out
+    assert "Traceback" not in out
+    assert "alice/en_biomed_spancat" not in fake_hub.repos
+    assert ("DELETE", "/api/repos/delete") in fake_hub.paths()
+
+
+def test_a_hang_that_also_blocks_the_clean_up_says_what_is_left(staged, fake_hub, hub_env):
+    fake_hub.hang = {"commit", "delete_repo"}
+    hub_env["HF_TOKEN"] = TOKEN
+    r = subprocess.run([PY, "-m", "scripts.push", str(staged), "--namespace", "alice", "--repo",
+                        "en_biomed_spancat", "--timeout", "2"], cwd=ROOT, env=hub_env, capture_output=True,
+                       text=True, timeout=120)
+    out = _out(r)
+    assert r.returncode == 1
+    assert ("Left behind: the repo alice/en_biomed_spancat, created by this push (with the visibility asked "
+            "for), which may hold part or all of the upload; deleting it failed (ReadTimeout: ") in out
+    assert (f"Delete it at {fake_hub.url}/alice/en_biomed_spancat/settings, or run push again to complete it"
+            in out)
+    assert [m for m, p in fake_hub.paths() if p == "/api/repos/delete"] == ["DELETE"]
+
+
+def test_a_hang_on_an_existing_repo_says_to_check_its_commits(staged, tiny_wheel, fake_hub, hub_env):
+    repo = _own_repo(fake_hub, tiny_wheel, private=True)
+    fake_hub.hang = {"commit"}
+    hub_env["HF_TOKEN"] = TOKEN
+    r = subprocess.run([PY, "-m", "scripts.push", str(staged), "--namespace", "alice", "--repo",
+                        "en_biomed_spancat", "--timeout", "2"], cwd=ROOT, env=hub_env, capture_output=True,
+                       text=True, timeout=120)
+    out = _out(r)
+    assert r.returncode == 1
+    assert ("Left behind: alice/en_biomed_spancat existed before this push; the commit may or may not have been "
+            f"applied: check {fake_hub.url}/alice/en_biomed_spancat/commits/main") in out
+    assert "alice/en_biomed_spancat" in fake_hub.repos and repo.private is True
 
 
 def test_private_repo_is_not_served_anonymously(staged, fake_hub, hub_env):
@@ -510,6 +853,31 @@ def test_private_repo_is_not_served_anonymously(staged, fake_hub, hub_env):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(url)
     assert err.value.code == 401
+
+
+def test_the_cards_private_install_command_works_with_the_token_in_the_environment(staged, fake_hub, hub_env,
+                                                                                 tmp_path):
+    """The card's command for a private repo, run as written (pip with --no-deps into a folder): `hf download`
+    reads HF_TOKEN from the environment, so the token is on no command line; without a token it fails."""
+    hub_env["HF_TOKEN"] = TOKEN
+    assert push(staged, hub_env).returncode == 0
+    assert fake_hub.repos["alice/en_biomed_spancat"].private is True
+    _, body = _card(staged)
+    (command,) = [line for line in body.splitlines() if line.startswith('wheel="$(hf download')]
+    assert command == f'wheel="$(hf download alice/en_biomed_spancat {WHEEL_NAME})" && pip install "$wheel"'
+    target = tmp_path / "site"
+    run = command.replace("pip install", f"{PY} -m pip install --no-deps --no-index --target {target}", 1)
+    env = dict(hub_env, PATH=f"{Path(PY).parent}:{os.environ['PATH']}", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    r = subprocess.run(["bash", "-c", run], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert (target / "en_biomed_spancat" / "__init__.py").is_file()
+    _assert_no_token_anywhere(r, fake_hub, staged, tmp_path, skip=tuple(Path(hub_env["HF_HOME"]).rglob("*")))
+    # without a token (and with an empty cache), the private repo gives nothing
+    del env["HF_TOKEN"]
+    env["HF_HOME"] = str(tmp_path / "empty_hf_home")
+    r = subprocess.run(["bash", "-c", run.replace(str(target), str(tmp_path / "site2"))], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and not (tmp_path / "site2" / "en_biomed_spancat").exists()
 
 
 FOREIGN_CARD = b"---\nlicense: mit\nmodel-index:\n- name: someone_elses_model\n  results: []\n---\n# other\n"
@@ -581,7 +949,7 @@ def test_push_refuses_a_folder_stage_hub_did_not_write(staged, fake_hub, hub_env
     assert r.returncode == 1 and "--private takes true or false, not 'maybe'" in " ".join(r.stdout.split())
 
 
-def test_weasel_stage_hub_then_push(tiny_wheel, tiny_metrics, fake_hub, hub_env, tmp_path):
+def test_weasel_stage_hub_then_push(tiny_wheel, tiny_metrics, tiny_threshold, fake_hub, hub_env, tmp_path):
     """`weasel run stage-hub` and `weasel run push` as project.yml declares them, in a copy of the
     project holding the tiny wheel and its metrics where the earlier commands would have put them."""
     project = tmp_path / "project"
@@ -593,6 +961,7 @@ def test_weasel_stage_hub_then_push(tiny_wheel, tiny_metrics, fake_hub, hub_env,
     shutil.copy(tiny_wheel, dist / WHEEL_NAME)
     (project / "metrics").mkdir()
     shutil.copy(tiny_metrics, project / "metrics" / "package.json")
+    shutil.copy(tiny_threshold, project / "metrics" / "threshold.json")
     weasel = str(Path(PY).parent / "weasel")
     overrides = ["--vars.version", VERSION, "--vars.hub_namespace", "alice"]
     hub_env["HF_TOKEN"] = TOKEN
@@ -602,6 +971,8 @@ def test_weasel_stage_hub_then_push(tiny_wheel, tiny_metrics, fake_hub, hub_env,
     staged_dir = project / "hub" / "en_biomed_spancat"
     assert sorted(p.name for p in staged_dir.iterdir()) == sorted([CARD_NAME, CHART_NAME, WHEEL_NAME])
     assert fake_hub.log == []  # staging made no request
+    # project.yml hands the threshold record to stage-hub: the card says the dev scores are optimistic
+    assert "**These scores are optimistic.**" in (staged_dir / CARD_NAME).read_text(encoding="utf8")
     r = subprocess.run([weasel, "run", "push", str(project), *overrides], cwd=project, env=hub_env,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -705,9 +1076,16 @@ def test_how_it_was_built_reads_the_training_record():
     # learned word lists come from the training text: only their size is shown
     assert _table_row(built, "suggester") == ["@misc=biomed.span_suggester.v1, max_length=4, no_single_words: 3 entries"]
     assert "patient-x" not in card
+    # ... and the card says that such lists ship, and what they are
+    assert ("Learned from the training text and shipped in the pipeline's `config.cfg`, because the suggester "
+            "needs them to run: the suggester's block lists (3 lower-case words and 0 word shapes") in body
+    assert "Anyone who can download the wheel can read them." in body
 
 
 def test_how_it_was_built_says_what_was_not_recorded(staged):
     _, body = _card(staged)
+    assert ("No text: the packaged vocabulary keeps only the labels and the tokenizer's own rules, and meta.json "
+            "keeps counts. Nothing learned as text from the training data ships: the suggester has no word lists."
+            in " ".join(body.split()))
     assert _table_row(body, "training time", after="## How it was built") == ["not recorded"]
     assert _table_row(body, "base transformer", after="## How it was built") == [f"{STAND_IN} (offline stand-in)"]

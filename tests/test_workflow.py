@@ -32,6 +32,24 @@ def cut_jsonl(src: Path, dest: Path, per_doc: int) -> None:
     dest.write_text("\n".join(kept) + "\n", encoding="utf8")
 
 
+# Words planted in one training and one dev paragraph: they must reach no file that ships.
+TRAIN_CANARY = "Zqvworkflowtraincanary"
+DEV_CANARY = "Zqvworkflowdevcanary"
+
+
+def plant_canary(path: Path, word: str) -> None:
+    """Append `word` as a last token to the first paragraph of a Prodigy spans export."""
+    lines = path.read_text(encoding="utf8").splitlines()
+    task = json.loads(lines[0])
+    start = len(task["text"]) + 1
+    task["text"] += " " + word
+    task["tokens"][-1]["ws"] = True
+    task["tokens"].append({"text": word, "start": start, "end": start + len(word), "id": len(task["tokens"]),
+                           "ws": False})
+    lines[0] = json.dumps(task)
+    path.write_text("\n".join(lines) + "\n", encoding="utf8")
+
+
 @pytest.fixture(scope="module")
 def project_run(tmp_path_factory, tiny_bert):
     """Run `weasel run all` once on a copy of the project; return its folder."""
@@ -47,6 +65,8 @@ def project_run(tmp_path_factory, tiny_bert):
     sample.mkdir(parents=True)
     cut_jsonl(ROOT / "assets/craft_sample/train.jsonl", sample / "train.jsonl", 10)
     cut_jsonl(ROOT / "assets/craft_sample/dev.jsonl", sample / "dev.jsonl", 15)
+    plant_canary(sample / "train.jsonl", TRAIN_CANARY)
+    plant_canary(sample / "dev.jsonl", DEV_CANARY)
     overrides = {
         "vars.transformer": str(tiny_bert),
         "vars.max_steps": 6,
@@ -185,3 +205,22 @@ def test_wheel_installs_and_loads_in_a_fresh_venv(project_run, tmp_path):
     assert out["ents"] > 0 and out["colored"]
     probe = subprocess.run([py, "-c", "import biomed_spancat"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert probe.returncode != 0, "the fresh venv must not have the project's package"
+
+
+@pytest.mark.slow
+def test_no_word_of_the_corpus_ships(project_run):
+    """The canaries reached the trained pipeline's vocab, and no byte of the wheel, the staged Hub folder
+    or the card."""
+    import zipfile
+
+    words = [TRAIN_CANARY, DEV_CANARY]
+    canaries = [c.encode() for w in words for c in (w, w.lower())]
+    trained = set(srsly.read_json(project_run / "training/model-best/vocab/strings.json"))
+    assert set(words) <= trained
+    with zipfile.ZipFile(project_run / WHEEL) as zf:
+        for name in zf.namelist():
+            data = zf.read(name)
+            assert not any(c in data for c in canaries), name
+    for p in (project_run / "hub").rglob("*"):
+        if p.is_file():
+            assert not any(c in p.read_bytes() for c in canaries), p

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .vocab_prune import counts_only, prune_strings
+
 __all__ = [
     "PACKAGE_ENTRY_POINTS",
     "SHIPPED_MODULES",
@@ -167,8 +169,10 @@ def build_meta(
         meta["training"] = training
     if corpus_report is not None:
         meta["training_data"] = {
-            k: corpus_report[k] for k in ("counts", "spans_per_label", "splits", "label_check") if k in corpus_report
+            k: counts_only(corpus_report[k]) for k in ("counts", "spans_per_label", "splits") if k in corpus_report
         }
+        if "label_check" in corpus_report:  # label names and the warning: no corpus text
+            meta["training_data"]["label_check"] = corpus_report["label_check"]
     return meta
 
 
@@ -236,6 +240,9 @@ def package_pipeline(model_dir: Path, output_dir: Path, meta: Dict[str, Any]) ->
     package_dir = wheel.parent.parent
     _drop_requirement(package_dir, OWN_DISTRIBUTION)
     declare_entry_points(package_dir)
+    # The packaged copy of the model keeps only the strings the pipeline needs (no corpus words).
+    for config in (package_dir / f"{lang}_{meta['name']}").glob("*/config.cfg"):
+        prune_strings(config.parent)
     subprocess.run(
         [sys.executable, "-m", "build", ".", "--wheel", "--no-isolation"], cwd=package_dir, check=True
     )
