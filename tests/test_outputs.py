@@ -185,3 +185,67 @@ def test_nothing_written_is_an_error_not_an_empty_success(tmp_path):
     with pytest.raises(OutputsError, match="wrote none of its outputs"):
         with StepOutputs("evaluate", [tmp_path / "dev.json"]):
             pass
+
+
+# --- convert: the real CLI, killed or doubled --------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data" / "ingest"
+
+
+def run_convert(source: str, out: Path, **env):
+    return subprocess.Popen(
+        [sys.executable, "-m", "scripts.convert", str(DATA / source), str(out), "--eval-split", "0.5"],
+        cwd=ROOT, env=dict(os.environ, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def corpus_state(out: Path):
+    """(source named in report.json, docs per split in the DocBins, docs per split in the report)."""
+    from spacy.tokens import DocBin
+
+    report = json.loads((out / "report.json").read_text())
+    counted = {split: len(DocBin().from_disk(out / f"{split}.spacy")) for split in ("train", "dev")}
+    reported = {split: report["splits"][split]["docs"] for split in ("train", "dev")}
+    lines = (out / "rejections.jsonl").read_text().count("\n")
+    return report["sources"], counted, reported, lines, report["rejected"]
+
+
+@pytest.mark.parametrize("point", ["staged", "committed", "moved:train.spacy", "moved:report.json", "published"])
+def test_convert_killed_at_any_stage_leaves_one_whole_run(tmp_path, point):
+    out = tmp_path / "corpus"
+    assert run_convert("overlaps.jsonl", out).wait(timeout=120) == 0
+    old = corpus_state(out)
+    proc = run_convert("annotators.jsonl", out, **{KILL_ENV: point})
+    assert proc.wait(timeout=120) == -signal.SIGKILL
+    assert verify_input(out / "dev.spacy") == "convert"  # the next step's check
+    sources, counted, reported, lines, rejected = corpus_state(out)
+    assert counted == reported and lines == rejected  # DocBins, report and rejections agree
+    if point == "staged":
+        assert (sources, counted) == old[:2]
+    else:
+        assert "annotators.jsonl" in json.dumps(sources)
+    # the resumed run publishes whole and removes what the killed one left
+    assert run_convert("annotators.jsonl", out).wait(timeout=120) == 0
+    assert "annotators.jsonl" in json.dumps(corpus_state(out)[0])
+    assert sorted(p.name for p in out.iterdir()) == [".outputs", "dev.spacy", "rejections.jsonl", "report.json", "train.spacy"]
+    assert sorted(p.suffix for p in (out / OUTPUTS_DIR).iterdir()) == [".json", ".lock"]
+
+
+def test_two_converts_into_one_folder_one_is_refused(tmp_path):
+    out, flag = tmp_path / "corpus", tmp_path / "go"
+    first = run_convert("overlaps.jsonl", out, **{HOLD_ENV: f"staged:{flag}"})
+    reached = Path(str(flag) + ".reached")
+    for _ in range(1200):  # hang guard
+        if reached.exists() or first.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert reached.exists()
+    second = run_convert("annotators.jsonl", out)
+    assert second.wait(timeout=120) == 1
+    text = second.stdout.read()
+    assert "convert failed" in text and "Traceback" not in text
+    assert f"is being written by `convert` (pid {first.pid}," in text
+    flag.touch()
+    assert first.wait(timeout=120) == 0
+    sources, counted, reported, lines, rejected = corpus_state(out)
+    assert "overlaps.jsonl" in json.dumps(sources) and counted == reported

@@ -9,7 +9,6 @@ anything is renamed into place.
 """
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,8 @@ from .split import split_documents
 from .stats import SpanStats
 from .tasks import IngestError, Ledger, Task
 from .validate import ALIGN_POLICIES, Annotation, Rejection, ValidateOptions, classify_answer, validate_task
-from .writer import SpansDocBin, build_doc, fast_msgpack, open_temp, write_files
+from ..outputs import OutputsError, StepOutputs
+from .writer import SpansDocBin, build_doc, fast_msgpack, write_files
 
 __all__ = ["ConvertOptions", "convert", "resolve_sources", "BINARY_NOTE"]
 
@@ -36,6 +36,10 @@ BINARY_NOTE = (
     "keep them as partial evidence with --keep-binary (written to binary.spacy: accepted spans under "
     "the spans key, rejected ones under '<spans_key>_rejected')."
 )
+
+# Every file convert may write: those a run does not write (test.spacy,
+# binary.spacy) are removed when it publishes, so none is left from an older run.
+OUTPUT_NAMES = ["train.spacy", "dev.spacy", "test.spacy", "binary.spacy", "report.json", "rejections.jsonl"]
 
 Progress = Callable[[Iterator[Task]], Iterator[Task]]
 
@@ -249,7 +253,9 @@ def convert(
     sources (Sequence[str]): JSONL files (gzip too), folders, a SQLite path or
         a postgresql:// URL (or any registered format).
     output_dir (Path): Where train.spacy, dev.spacy (test.spacy), report.json
-        and rejections.jsonl are written, each atomically.
+        and rejections.jsonl are written, published together as one unit
+        (`biomed_spancat.outputs`): a second convert into the same folder is
+        refused while this one runs.
     options (ConvertOptions): Selection, policies and output settings.
     progress (Optional[Progress]): Wraps the task stream (e.g. tqdm) to show counts.
     RETURNS (Dict[str, Any]): The report (also written to report.json).
@@ -261,7 +267,25 @@ def convert(
     output_dir = Path(output_dir)
     plan, selection = resolve_sources(sources, options)
     rejections_path = output_dir / "rejections.jsonl"
-    rejections = open_temp(rejections_path)
+    try:
+        with StepOutputs("convert", [output_dir / name for name in OUTPUT_NAMES]) as unit:
+            return _convert(plan, selection, output_dir, options, progress, unit, t0)
+    except OutputsError as err:
+        raise IngestError(str(err)) from None
+
+
+def _convert(
+    plan: Any,
+    selection: Dict[str, Any],
+    output_dir: Path,
+    options: ConvertOptions,
+    progress: Optional[Progress],
+    unit: StepOutputs,
+    t0: float,
+) -> Dict[str, Any]:
+    """The conversion proper, writing into the open output unit (published by the caller)."""
+    rejections_path = output_dir / "rejections.jsonl"
+    rejections = open(unit.path(rejections_path), "w", encoding="utf8")
     ledger = Ledger(rejections_file=rejections)
     try:
         with fast_msgpack():
@@ -350,10 +374,8 @@ def convert(
         report["outputs"]["report"] = str(output_dir / "report.json")
         report["seconds"]["total"] = round(time.perf_counter() - t0, 2)
         files[output_dir / "report.json"] = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf8")
-        write_files(files, extra={Path(rejections.name): rejections_path})
+        write_files(files, unit)
         return report
     finally:
         if not rejections.closed:
             rejections.close()
-        if os.path.exists(rejections.name):
-            os.unlink(rejections.name)
