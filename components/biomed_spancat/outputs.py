@@ -400,26 +400,25 @@ def _within(path: Path, entry: Path) -> bool:
 
 
 def _check(path: Path, entry: Path, info: Dict[str, Any], manifest: Dict[str, Any]) -> None:
-    redo = f"run `{manifest['step']}` again"
+    step, when, shown = manifest["step"], manifest["written"], _shown([path])
+    redo = f"run `{step}` again"
     if not path.exists():
-        raise OutputsError(f"{path}: missing, though `{manifest['step']}` published it at {manifest['written']}; {redo}")
-    if info["type"] == "file":
-        if file_digest(path) != info["sha256"]:
+        raise OutputsError(f"{shown}: missing, though `{step}` published it at {when}; {redo}")
+    if path.is_file():
+        inner = path.relative_to(entry).as_posix() if path != entry else ""
+        wanted = info["sha256"] if info["type"] == "file" else info["files"].get(inner)
+        if file_digest(path) != wanted:
             raise OutputsError(
-                f"{path}: not the file `{manifest['step']}` published at {manifest['written']} "
-                f"(its SHA-256 differs: changed, truncated or from another run); {redo}"
+                f"{shown}: not the file `{step}` published at {when} (its SHA-256 differs: changed, "
+                f"truncated or from another run); {redo}"
             )
         return
-    files = info["files"]
     inner = path.relative_to(entry).as_posix() if path != entry else ""
-    wanted = {r: d for r, d in files.items() if not inner or r == inner or r.startswith(inner + "/")}
-    if path.is_dir():
-        actual = {(f"{inner}/{r}" if inner else r): d for r, d in _files(path).items()}
-    else:
-        actual = {inner: file_digest(path)}
+    wanted = {r: d for r, d in info.get("files", {}).items() if not inner or r.startswith(inner + "/")}
+    actual = {(f"{inner}/{r}" if inner else r): d for r, d in _files(path).items()}
     if actual != wanted:
         differ = sorted(set(actual.items()) ^ set(wanted.items()))
         raise OutputsError(
-            f"{path}: not what `{manifest['step']}` published at {manifest['written']} "
-            f"({differ[0][0]} differs: changed, truncated or from another run); {redo}"
+            f"{shown}: not what `{step}` published at {when} ({differ[0][0]} differs: changed, "
+            f"truncated or from another run); {redo}"
         )
