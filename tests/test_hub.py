@@ -593,6 +593,8 @@ def test_weasel_stage_hub_then_push(tiny_wheel, tiny_metrics, fake_hub, hub_env,
     shutil.copy(tiny_wheel, dist / WHEEL_NAME)
     (project / "metrics").mkdir()
     shutil.copy(tiny_metrics, project / "metrics" / "package.json")
+    # the model the wheel was built from: stage-hub checks the wheel is its
+    shutil.copytree(tiny_wheel.parents[3] / "model", project / "training" / "model-tuned")
     weasel = str(Path(PY).parent / "weasel")
     overrides = ["--vars.version", VERSION, "--vars.hub_namespace", "alice"]
     hub_env["HF_TOKEN"] = TOKEN

@@ -225,3 +225,76 @@ def test_an_output_path_that_is_a_file_is_refused(project, tmp_path):
     assert result.returncode == 1
     assert f"package: {out}: is a file; the output must be a folder" in said(result)
     assert "Traceback" not in said(result)
+
+
+# --- evaluate, tune-threshold, preannotate: whole outputs, nothing reported on nothing -------------
+
+
+def test_tune_threshold_publishes_model_and_record_as_one_unit(project):
+    args = ["training/model-tuned", "corpus/dev.spacy", "training/model-t2", "--output", "metrics/t2.json",
+            "--n-trials", "3"]
+    assert cli(project, "tune_threshold", *args).returncode == 0
+    killed = cli(project, "tune_threshold", *args[:-2], "--n-trials", "5", **{KILL_ENV: "moved:training/model-t2"})
+    assert killed.returncode == -signal.SIGKILL
+    # the tuned model is new, its record not yet: the next step finishes the publication first
+    ev = cli(project, "evaluate", "training/model-t2", "corpus/dev.spacy", "--output", "metrics/e.json")
+    assert ev.returncode == 0, said(ev)
+    record = json.loads((project / "metrics" / "t2.json").read_text())
+    assert len(record["trials"]) == 5 and record["output"] == "training/model-t2"
+    cfg = Config().from_disk(project / "training" / "model-t2" / "config.cfg")
+    assert cfg["components"]["spancat"]["threshold"] == record["threshold"]
+    assert not list(project.glob(".outputs/*.commit")) and not list(project.glob(".outputs/*.tmp-*"))
+
+
+def test_evaluate_refuses_an_empty_docbin_and_data_without_gold_spans(project):
+    DocBin().to_disk(project / "corpus" / "empty.spacy")
+    r = cli(project, "evaluate", "training/model-tuned", "corpus/empty.spacy", "--output", "metrics/empty.json")
+    assert r.returncode == 1
+    assert "evaluate: corpus/empty.spacy: holds no documents: nothing to evaluate" in said(r)
+    nlp = spacy.blank("en")
+    DocBin(docs=[nlp("no spans here")]).to_disk(project / "corpus" / "nospans.spacy")
+    r = cli(project, "evaluate", "training/model-tuned", "corpus/nospans.spacy", "--output", "metrics/none.json",
+            "--report", "metrics/none.html")
+    assert r.returncode == 1
+    assert "evaluate: corpus/nospans.spacy: no gold spans under doc.spans['sc'] in 1 documents: nothing to score" in said(r)
+    assert "Traceback" not in said(r)
+    assert not (project / "metrics" / "empty.json").exists() and not (project / "metrics" / "none.html").exists()
+    r = cli(project, "tune_threshold", "training/model-tuned", "corpus/empty.spacy", "training/x",
+            "--output", "metrics/x.json")
+    assert r.returncode == 1 and "tune-threshold: corpus/empty.spacy: holds no documents" in said(r)
+    assert not (project / "training" / "x").exists()
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "nothing to pre-annotate in {src}: they hold no text"),
+    (b"\xff\xfePNG\x00\n\x89\xff\x00\x97\n", "nothing to pre-annotate in {src}: 2 texts read, all rejected (e.g. {src}:1: bad_encoding"),
+])
+def test_preannotate_refuses_input_with_nothing_usable(project, tmp_path, content, message):
+    src = tmp_path / "input.txt"
+    src.write_bytes(content)
+    out = tmp_path / "out"
+    r = cli(project, "preannotate", "training/model-tuned", str(src), "--review", str(out / "review.jsonl"),
+            "--silver", str(out / "silver.spacy"), "--report", str(out / "report.json"))
+    assert r.returncode == 1
+    assert "preannotate failed" in said(r) and message.format(src=src) in said(r)
+    assert "✔" not in said(r) and "Traceback" not in said(r)
+    assert not (out / "review.jsonl").exists() and not (out / "silver.spacy").exists()
+
+
+def test_a_damaged_model_file_is_named_with_its_component(project, tmp_path):
+    import shutil
+
+    bad = tmp_path / "model"
+    shutil.copytree(project / "training" / "model-tuned", bad)
+    with (bad / "spancat" / "model").open("ab") as f:
+        f.write(b"junk")
+    r = cli(project, "evaluate", str(bad), "corpus/dev.spacy", "--output", str(tmp_path / "m.json"))
+    assert r.returncode == 1
+    assert (f"evaluate: {bad}/spancat/model (component 'spancat'): damaged, the pipeline cannot be loaded "
+            "(ExtraData: unpack(b) received extra data.)") in said(r)
+    src = tmp_path / "t.txt"
+    src.write_text("Pax6 binds DNA.\n")
+    r = cli(project, "preannotate", str(bad), str(src), "--review", str(tmp_path / "r.jsonl"),
+            "--silver", str(tmp_path / "s.spacy"), "--report", str(tmp_path / "rep.json"))
+    assert r.returncode == 1 and f"{bad}/spancat/model (component 'spancat'): damaged" in said(r)
+    assert "Traceback" not in said(r)
