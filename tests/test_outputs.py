@@ -249,3 +249,19 @@ def test_two_converts_into_one_folder_one_is_refused(tmp_path):
     assert first.wait(timeout=120) == 0
     sources, counted, reported, lines, rejected = corpus_state(out)
     assert "overlaps.jsonl" in json.dumps(sources) and counted == reported
+
+
+def test_the_next_step_refuses_a_corpus_file_changed_after_convert(tmp_path):
+    out = tmp_path / "corpus"
+    assert run_convert("overlaps.jsonl", out).wait(timeout=120) == 0
+    with (out / "train.spacy").open("ab") as f:
+        f.write(b"\0")
+    r = subprocess.run(
+        [sys.executable, "-m", "scripts.fit_suggester", str(out / "train.spacy"), "configs/spancat.cfg",
+         str(tmp_path / "config.cfg")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    text = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 1 and "Traceback" not in text
+    assert "fit-suggester: " in text and "train.spacy: not the file `convert` published at" in text
+    assert not (tmp_path / "config.cfg").exists()

@@ -267,7 +267,7 @@ def test_evaluate_refuses_an_empty_docbin_and_data_without_gold_spans(project):
 
 @pytest.mark.parametrize("content,message", [
     (b"", "nothing to pre-annotate in {src}: they hold no text"),
-    (b"\xff\xfePNG\x00\n\x89\xff\x00\x97\n", "nothing to pre-annotate in {src}: 2 texts read, all rejected (e.g. {src}:1: bad_encoding"),
+    (b"\x89PNG\xff\x00\n\x97\xff\x00\x98\n", "nothing to pre-annotate in {src}: 2 texts read, all rejected (e.g. {src}:1: bad_encoding"),
 ])
 def test_preannotate_refuses_input_with_nothing_usable(project, tmp_path, content, message):
     src = tmp_path / "input.txt"
