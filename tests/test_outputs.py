@@ -265,3 +265,15 @@ def test_the_next_step_refuses_a_corpus_file_changed_after_convert(tmp_path):
     assert r.returncode == 1 and "Traceback" not in text
     assert "fit-suggester: " in text and "train.spacy: not the file `convert` published at" in text
     assert not (tmp_path / "config.cfg").exists()
+
+
+def test_an_output_of_another_kind_is_replaced_whole(tmp_path):
+    out = tmp_path / "model"
+    out.write_text("a file where the folder goes")
+    with StepOutputs("tune-threshold", [out]) as unit:
+        unit.path(out).mkdir()
+        (unit.path(out) / "config.cfg").write_text("x")
+    assert (out / "config.cfg").read_text() == "x"
+    with StepOutputs("tune-threshold", [out]) as unit:
+        unit.path(out).write_text("a file again")
+    assert out.read_text() == "a file again"

@@ -137,8 +137,8 @@ def _unit_name(step: str, entries: Sequence[str]) -> str:
 class _Lock:
     """An exclusive, non-blocking flock on a lock file; the holder is written into it."""
 
-    def __init__(self, path: Path, step: str, what: str) -> None:
-        self.path, self.step, self.what = path, step, what
+    def __init__(self, path: Path, step: str, what: str, reader: bool = False) -> None:
+        self.path, self.step, self.what, self.reader = path, step, what, reader
         self.fd: Optional[int] = None
 
     def __enter__(self) -> "_Lock":
@@ -147,7 +147,13 @@ class _Lock:
             _HELD[key] += 1
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:
+            if self.reader and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                _HELD[key] = 1  # a read-only copy of the outputs: nobody can be writing them here
+                return self
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -330,7 +336,7 @@ def _roll_forward(commit: Path, base: Path) -> None:
         src, dst = commit / rel, base / rel
         if src.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if dst.is_dir() and not dst.is_symlink():
+            if (dst.is_dir() and not dst.is_symlink()) or (src.is_dir() and (dst.exists() or dst.is_symlink())):
                 trash.mkdir(exist_ok=True)
                 os.rename(dst, tempfile.mkdtemp(dir=trash) + "/old")
             os.replace(src, dst)
@@ -375,7 +381,7 @@ def verify_input(path: PathLike) -> Optional[str]:
             if not any(_within(path, base / rel) for rel in rel_entries):
                 continue
             step = json.loads((found / MANIFEST).read_text(encoding="utf8"))["step"]
-            with _Lock(found.parent / f"{unit}.lock", step, _shown([path])):
+            with _Lock(found.parent / f"{unit}.lock", step, _shown([path]), reader=True):
                 _roll_forward(found, base)
             return verify_input(path)
         try:
@@ -389,7 +395,7 @@ def verify_input(path: PathLike) -> Optional[str]:
             if not _within(path, entry):
                 continue
             lock = found.parent / (found.name[: -len(".json")] + ".lock")
-            with _Lock(lock, manifest["step"], _shown([path])):
+            with _Lock(lock, manifest["step"], _shown([path]), reader=True):
                 _check(path, entry, info, manifest)
             return manifest["step"]
     return None
