@@ -146,6 +146,23 @@ def test_a_stale_wheel_is_refused_by_evaluate_package_and_stage_hub(project):
     set_threshold(project, 0.5)
 
 
+def test_a_package_run_killed_after_its_commit_point_is_finished_by_the_next_check(project):
+    from biomed_spancat.packaging import check_wheel
+
+    assert package(project).returncode == 0
+    set_threshold(project, 0.35)
+    try:
+        killed = package(project, **{KILL_ENV: "committed"})  # whole new build, not yet in place
+        assert killed.returncode == -signal.SIGKILL
+        assert list((project / "packages" / ".outputs").glob("*.commit"))
+        # the next step's check moves the new build into place, then finds it is the model's
+        meta = check_wheel(wheel_of(project), project / "training" / "model-tuned")
+        assert meta[MODEL_HASH_KEY] == tree_digest(project / "training" / "model-tuned")
+        assert not list((project / "packages" / ".outputs").glob("*.commit"))
+    finally:
+        set_threshold(project, 0.5)
+
+
 def test_a_failed_build_leaves_no_wheel_at_the_published_path(project):
     assert package(project).returncode == 0 and wheel_of(project).exists()
     cfg = project / "training" / "model-tuned" / "config.cfg"
