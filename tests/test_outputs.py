@@ -277,3 +277,14 @@ def test_an_output_of_another_kind_is_replaced_whole(tmp_path):
     with StepOutputs("tune-threshold", [out]) as unit:
         unit.path(out).write_text("a file again")
     assert out.read_text() == "a file again"
+
+
+def test_convert_into_a_path_that_is_a_file_is_refused(tmp_path):
+    out = tmp_path / "corpus"
+    out.write_text("a file")
+    proc = run_convert("overlaps.jsonl", out)
+    assert proc.wait(timeout=120) == 1
+    text = " ".join(proc.stdout.read().split())
+    assert "convert failed" in text and "Traceback" not in text
+    assert f"{out}: is a file, not a folder to write into" in text
+    assert out.read_text() == "a file"
