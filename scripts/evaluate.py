@@ -21,6 +21,7 @@ from biomed_spancat.evaluation import (
     use_device,
     write_json,
 )
+from biomed_spancat.outputs import StepOutputs, verify_input
 from biomed_spancat.report import write_report
 from biomed_spancat.speed import describe_speed
 
@@ -60,31 +61,43 @@ def main(
 ):
     try:
         device = use_device(gpu_id)
+        for given in (Path(model), data):
+            verify_input(given)
         overrides = {CPU_PRECISION_KEY: cpu_precision} if cpu_precision else None
-        nlp = load_model(model, overrides)
-        gold = read_docs(data, nlp.vocab)
-        if name and not name.startswith(f"{nlp.lang}_"):
-            name = f"{nlp.lang}_{name}"
-        result, preds = evaluate_pipeline(
-            nlp,
-            gold,
-            spans_key,
-            model=model,
-            data=data_label or str(data),
-            batch_size=batch_size,
-            speed_repeats=speed_repeats,
-            name=name or None,
-            version=version or None,
-        )
-        if raw_text:
-            result.metrics["raw_text"] = score_raw_text(nlp, gold, spans_key, batch_size=batch_size)
-    except (ValueError, RuntimeError) as err:
+        # the metrics and the report are one unit: never one run's numbers beside another's report
+        with StepOutputs("evaluate", [output] + ([report] if report is not None else [])) as unit:
+            nlp = load_model(model, overrides)
+            gold = read_docs(data, nlp.vocab)
+            if name and not name.startswith(f"{nlp.lang}_"):
+                name = f"{nlp.lang}_{name}"
+            result, preds = evaluate_pipeline(
+                nlp,
+                gold,
+                spans_key,
+                model=model,
+                data=data_label or str(data),
+                batch_size=batch_size,
+                speed_repeats=speed_repeats,
+                name=name or None,
+                version=version or None,
+            )
+            if not result.metrics["spans"].get("tp", 0) + result.metrics["spans"].get("fn", 0):
+                raise ValueError(
+                    f"{data}: no gold spans under doc.spans[{spans_key!r}] in {len(gold)} documents: nothing to score"
+                )
+            if raw_text:
+                result.metrics["raw_text"] = score_raw_text(nlp, gold, spans_key, batch_size=batch_size)
+            if cpu_precision:
+                result.metrics["cpu_precision_override"] = cpu_precision
+            if training_info is not None:
+                result.metrics["training"] = json.loads(training_info.read_text(encoding="utf8"))
+            write_json(result.metrics, unit.path(output))
+            if report is not None:
+                m = result.metrics
+                title = f"Span evaluation: {m['model']['name']} {m['model']['version']} on {data_label or data}"
+                write_report(unit.path(report), result, gold, preds, title=title, n_docs=n_docs)
+    except (ValueError, RuntimeError) as err:  # OutputsError included
         msg.fail(f"evaluate: {err}", exits=1)
-    if cpu_precision:
-        result.metrics["cpu_precision_override"] = cpu_precision
-    if training_info is not None:
-        result.metrics["training"] = json.loads(training_info.read_text(encoding="utf8"))
-    write_json(result.metrics, output)
     m = result.metrics
     msg.good(
         f"{model} on {data} ({device}): {headline(m)}; suggester recall "
@@ -98,7 +111,6 @@ def main(
             f"F {pct(raw['f'])}; {pct(raw['tokenizer_ceiling'])}% of gold spans fall on its token boundaries"
         )
     if report is not None:
-        write_report(report, result, gold, preds, title=f"Span evaluation: {m['model']['name']} {m['model']['version']} on {data_label or data}", n_docs=n_docs)
         msg.good(f"Report -> {report}")
 
 

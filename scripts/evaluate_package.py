@@ -1,10 +1,13 @@
 """Install the built wheel into a private folder and evaluate the installed package.
 
-The artifact that ships is the wheel, not training/model-tuned: this installs
-it with pip (no dependencies: they are the project's own) into
+The artifact that ships is the wheel, not training/model-tuned: this checks
+that the wheel is the one `package` published for `--model` (not a stale one),
+installs it with pip (no dependencies: they are the project's own) into
 `packages/installed`, then runs `scripts.evaluate` on the package name with
-that folder first on the path, from outside the project folder.
+that folder first on the path, from outside the project folder. The metrics
+record the wheel's digest and the model's, which stage-hub checks.
 """
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +17,9 @@ from typing import Optional
 
 import typer
 from wasabi import msg
+
+from biomed_spancat.outputs import OutputsError, StepOutputs, file_digest, verify_input
+from biomed_spancat.packaging import MODEL_HASH_KEY, PackagingError, check_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,16 +31,35 @@ def main(
     report: Optional[Path] = typer.Option(
         None, help="HTML report to write: the installed package's, so report, card and README share one speed figure"
     ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="The pipeline the wheel must have been built from (refused otherwise)"
+    ),
     spans_key: str = typer.Option("sc"),
     gpu_id: int = typer.Option(-1),
     install_dir: Path = typer.Option(Path("packages/installed")),
 ):
+    try:
+        meta = check_wheel(wheel, model)
+        verify_input(data)
+        with StepOutputs("evaluate-package", [output] + ([report] if report is not None else [])) as unit:
+            staged_report = unit.path(report) if report is not None else None
+            _install_and_evaluate(wheel, data, unit.path(output), staged_report, spans_key, gpu_id, install_dir)
+            metrics = json.loads(unit.path(output).read_text(encoding="utf8"))
+            metrics["wheel"] = {"file": wheel.name, "sha256": file_digest(wheel), MODEL_HASH_KEY: meta.get(MODEL_HASH_KEY)}
+            unit.path(output).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
+    except (PackagingError, OutputsError) as err:
+        msg.fail(f"evaluate-package: {err}", exits=1)
+    msg.good(f"Metrics of the installed {wheel.name} -> {output}")
+
+
+def _install_and_evaluate(
+    wheel: Path, data: Path, output: Path, report: Optional[Path], spans_key: str, gpu_id: int, install_dir: Path
+) -> None:
     install_dir = install_dir.resolve()
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
-         "--target", str(install_dir), str(wheel.resolve())],
-        check=True,
-    )
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
+           "--target", str(install_dir), str(wheel.resolve())]
+    if subprocess.run(pip).returncode != 0:
+        raise PackagingError(f"installing {wheel} into {install_dir} failed (pip's message is above)")
     package = wheel.name.split("-")[0]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(install_dir), str(ROOT)]))
     cmd = [sys.executable, "-m", "scripts.evaluate", package, str(data.resolve()),
@@ -46,7 +71,9 @@ def main(
     # Run from an empty folder: no project folder (training/, a package-named
     # directory) can stand in for the installed package.
     with tempfile.TemporaryDirectory() as cwd:
-        subprocess.run(cmd, check=True, cwd=cwd, env=env)
+        code = subprocess.run(cmd, cwd=cwd, env=env).returncode
+    if code != 0:
+        raise PackagingError(f"evaluating the installed {package} failed (exit {code}; its message is above)")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
+from biomed_spancat.outputs import OutputsError, verify_input
 from biomed_spancat.suggester_fit import fit_suggester_config
 
 
@@ -27,12 +28,13 @@ def main(
 ):
     """Fit biomed.span_suggester.v1 on TRAIN and write BASE_CONFIG with it to OUTPUT."""
     try:
+        verify_input(train)  # whole, as convert published it
         record = fit_suggester_config(
             train, base_config, output, spans_key, target_recall,
             min_count=min_count, rule_risk=rule_risk, progress=msg.text,
             heldout_recall=heldout_recall or None,
         )
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, OutputsError) as err:
         msg.fail(f"fit-suggester: {err}", exits=1)
     a = record["analysis"]
     msg.info(

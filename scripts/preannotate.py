@@ -9,6 +9,7 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.assist import AssistError, PreannotateOptions, Thresholds, preannotate
+from biomed_spancat.outputs import OutputsError
 
 
 def main(
@@ -47,7 +48,7 @@ def main(
             segment=segment,
         )
         result = preannotate(sources, model, review, silver, options, rest_path=rest, report_path=report)
-    except AssistError as err:
+    except (AssistError, OutputsError) as err:
         msg.fail("preannotate failed", str(err), exits=1)
     routes = result["routes"]
     tasks = f"{result['read']} texts, {result['tasks']} sentence tasks" if result["tasks"] != result["read"] else f"{result['read']} texts"

@@ -14,6 +14,7 @@ from spacy.training.initialize import init_nlp
 from spacy.training.loop import train as train_nlp
 from wasabi import msg
 
+from biomed_spancat.outputs import OutputsError, verify_input
 from biomed_spancat.packaging import training_record
 from biomed_spancat.gpu import (
     GpuConfigError,
@@ -48,7 +49,10 @@ def main(
         # Before any work: a GPU that cannot be used stops the run here.
         preflight(gpu_id, allocator)
         notes = check_config_for_device(config, gpu_id)
-    except (GpuUnavailable, GpuConfigError) as err:
+        for key in ("paths.train", "paths.dev"):  # whole, as convert published them
+            if overrides.get(key):
+                verify_input(Path(str(overrides[key])))
+    except (GpuUnavailable, GpuConfigError, OutputsError) as err:
         msg.fail(str(err), exits=1)
     for note in notes:
         msg.warn(note)

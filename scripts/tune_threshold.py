@@ -8,7 +8,8 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.evaluation import load_model, pct, read_docs, use_device, write_json
-from biomed_spancat.threshold import candidate_thresholds, tune_threshold
+from biomed_spancat.outputs import OutputsError, StepOutputs, verify_input
+from biomed_spancat.threshold import candidate_thresholds, save_with_threshold, tune_threshold
 
 
 def main(
@@ -28,21 +29,29 @@ def main(
     try:
         use_device(gpu_id)
         thresholds = candidate_thresholds(beg, end, n_trials)
-        nlp = load_model(model)
-        gold = read_docs(data, nlp.vocab)
-        record = tune_threshold(
-            nlp,
-            gold,
-            output_dir,
-            spans_key,
-            thresholds=thresholds,
-            model=model,
-            data=str(data),
-            batch_size=batch_size,
-        )
-    except (ValueError, RuntimeError) as err:
+        for given in (Path(model), data):
+            verify_input(given)
+        # the tuned pipeline and its record are one unit: never one run's model beside another's record
+        with StepOutputs("tune-threshold", [output_dir, output]) as unit:
+            nlp = load_model(model)
+            gold = read_docs(data, nlp.vocab)
+            if not gold:
+                raise ValueError(f"{data}: holds no documents: nothing to tune the threshold on")
+            record = tune_threshold(
+                nlp,
+                gold,
+                None,
+                spans_key,
+                thresholds=thresholds,
+                model=model,
+                data=str(data),
+                batch_size=batch_size,
+            )
+            save_with_threshold(nlp, record["threshold"], unit.path(output_dir), spans_key)
+            record["output"] = str(output_dir)
+            write_json(record, unit.path(output))
+    except (ValueError, RuntimeError) as err:  # OutputsError included
         msg.fail(f"tune-threshold: {err}", exits=1)
-    write_json(record, output)
     best, default = record["best"], record["default"]
     msg.good(
         f"Threshold {record['threshold']:g}: spans F {pct(best['f'])} "

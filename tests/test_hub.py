@@ -956,12 +956,15 @@ def test_weasel_stage_hub_then_push(tiny_wheel, tiny_metrics, tiny_threshold, fa
     project.mkdir()
     shutil.copy(ROOT / "project.yml", project / "project.yml")
     (project / "scripts").symlink_to(ROOT / "scripts", target_is_directory=True)
+    (project / "components").symlink_to(ROOT / "components", target_is_directory=True)  # deps name the code
     dist = project / "packages" / f"en_biomed_spancat-{VERSION}" / "dist"
     dist.mkdir(parents=True)
     shutil.copy(tiny_wheel, dist / WHEEL_NAME)
     (project / "metrics").mkdir()
     shutil.copy(tiny_metrics, project / "metrics" / "package.json")
     shutil.copy(tiny_threshold, project / "metrics" / "threshold.json")
+    # the model the wheel was built from: stage-hub checks the wheel is its
+    shutil.copytree(tiny_wheel.parents[3] / "model", project / "training" / "model-tuned")
     weasel = str(Path(PY).parent / "weasel")
     overrides = ["--vars.version", VERSION, "--vars.hub_namespace", "alice"]
     hub_env["HF_TOKEN"] = TOKEN

@@ -17,6 +17,7 @@ from biomed_spancat.ingest.merge import Grouper
 from biomed_spancat.ingest.tasks import BalanceError, IngestError, Ledger, Origin, Task
 from biomed_spancat.ingest.validate import ValidateOptions, validate_task
 from biomed_spancat.ingest.writer import SpansDocBin, build_doc, write_files
+from biomed_spancat.outputs import StepOutputs
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "ingest"
@@ -251,7 +252,7 @@ def test_labels_and_renames(tmp_path):
 
 def test_an_interrupted_write_leaves_no_half_written_output(tmp_path, monkeypatch):
     convert([str(DATA / "overlaps.jsonl")], tmp_path, ConvertOptions(eval_split=0.0))
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
 
     def interrupted(self):
         raise KeyboardInterrupt
@@ -259,32 +260,35 @@ def test_an_interrupted_write_leaves_no_half_written_output(tmp_path, monkeypatc
     monkeypatch.setattr(SpansDocBin, "to_bytes", interrupted)
     with pytest.raises(KeyboardInterrupt):
         convert([str(DATA / "annotators.jsonl")], tmp_path, ConvertOptions(eval_split=0.0))
-    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     assert after == before  # the old outputs are intact and no temporary file is left
+    assert sorted(p.suffix for p in (tmp_path / ".outputs").iterdir()) == [".json", ".lock"]
 
 
-def test_write_files_renames_only_when_all_are_written(tmp_path, monkeypatch):
-    (tmp_path / "train.spacy").write_bytes(b"old")
-    real_replace = os.replace
+def test_write_files_publishes_only_when_all_are_written(tmp_path, monkeypatch):
+    with StepOutputs("convert", [tmp_path / "train.spacy", tmp_path / "dev.spacy"]) as unit:
+        write_files({tmp_path / "train.spacy": b"old", tmp_path / "dev.spacy": b"old"}, unit)
     calls = []
 
     def failing_fsync(fd):
         calls.append(fd)
-        if len(calls) == 2:
-            raise OSError("disk full")
+        raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
-        write_files({tmp_path / "train.spacy": b"new", tmp_path / "dev.spacy": b"new"})
-    assert os.replace is real_replace
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.spacy"]
-    assert (tmp_path / "train.spacy").read_bytes() == b"old"
+        with StepOutputs("convert", [tmp_path / "train.spacy", tmp_path / "dev.spacy"]) as unit:
+            write_files({tmp_path / "train.spacy": b"new", tmp_path / "dev.spacy": b"new"}, unit)
+    assert calls
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["dev.spacy", "train.spacy"]
+    assert (tmp_path / "train.spacy").read_bytes() == b"old" == (tmp_path / "dev.spacy").read_bytes()
+    assert not list((tmp_path / ".outputs").glob("*.tmp-*"))
 
 
 def test_a_fatal_error_writes_nothing(tmp_path):
     with pytest.raises(IngestError, match="no such file"):
         convert([str(DATA / "annotators.jsonl"), str(DATA / "missing.jsonl")], tmp_path, ConvertOptions())
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".outputs"]  # the unit's lock, no output
+    assert [p.suffix for p in (tmp_path / ".outputs").iterdir()] == [".lock"]
 
 
 def test_unbalanced_ledger_is_an_error():
@@ -350,7 +354,7 @@ def test_cli_converts_the_shipped_sample_exactly(tmp_path, project_root):
         assert len(docs) == len(tasks)
         expected = Counter((t["text"], s["start"], s["end"], s["label"]) for t in tasks for s in t["spans"])
         assert span_set(docs) == expected
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["dev.spacy", "rejections.jsonl", "report.json", "train.spacy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".outputs", "dev.spacy", "rejections.jsonl", "report.json", "train.spacy"]
 
 
 def test_cli_fatal_errors_exit_non_zero_with_the_source(tmp_path):
@@ -393,7 +397,8 @@ def test_a_fatal_error_mid_stream_leaves_no_temporary_file(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(IngestError, match=r"cut.jsonl.gz: unreadable after line"):
         convert([str(DATA / "overlaps.jsonl"), str(cut)], out, ConvertOptions())
-    assert list(out.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == [".outputs"]  # the unit's lock, no output
+    assert [p.suffix for p in (out / ".outputs").iterdir()] == [".lock"]
 
 
 def test_msgpack_lookup_is_restored_after_convert(tmp_path):

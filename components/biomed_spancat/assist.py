@@ -67,6 +67,8 @@ from spacy.pipeline import SpanCategorizer
 from spacy.tokens import Doc, DocBin, Span, SpanGroup
 from spacy.vocab import Vocab
 
+from .outputs import StepOutputs
+
 __all__ = [
     "PREANNOTATE_SCHEMA",
     "ROUTES",
@@ -520,9 +522,12 @@ def load_pipeline(model: PathLike) -> Language:
     name = str(model)
     path = Path(name)
     if path.exists():
-        if not (path / "config.cfg").is_file():
-            raise AssistError(f"{path}: not a spaCy pipeline directory (no config.cfg)")
-        return spacy.load(path)
+        from .evaluation import load_pipeline_dir
+
+        try:
+            return load_pipeline_dir(path)
+        except ValueError as err:  # not a pipeline, or a damaged file (named)
+            raise AssistError(str(err)) from None
     if spacy.util.is_package(name):
         return spacy.load(name)
     raise AssistError(f"{name}: neither a pipeline directory nor an installed pipeline package")
@@ -1041,7 +1046,9 @@ def preannotate(
     rest_path (Optional[Path]): Where review tasks over the budget go.
     report_path (Optional[Path]): Where the report JSON goes.
     RETURNS (Dict[str, Any]): The report: counts per route, rejections, spans, settings, speed.
-    RAISES (AssistError): A missing source, a pipeline that cannot be used, no Ray cluster.
+    RAISES (AssistError): A missing source, a pipeline that cannot be used, no Ray cluster,
+        nothing usable in the sources.
+    RAISES (OutputsError): Another run is writing the same outputs.
     """
     if options.batch_size < 1:
         raise AssistError(f"batch_size must be at least 1, got {options.batch_size}")
@@ -1083,73 +1090,79 @@ def preannotate(
         state["model"] = info
         state["t_ready"] = time.perf_counter()
 
-    if options.ray_address:
-        annotated = iter_annotated_ray(batches, model, options, set_info)
-        runner = {"runner": "ray", "ray_address": _redact(options.ray_address), "ray_workers": options.ray_workers}
-    else:
-        nlp, info = load_annotator(model, options.spans_key, options.thresholds.low, options.gpu_id)
-        set_info(info)
-        annotated = iter_annotated_local(nlp, batches, options.spans_key, info)
-        runner = {"runner": "single_process"}
-    # The review order's pivot is the pipeline's own threshold, which a Ray run
-    # learns only once its workers are up: take the first task before routing.
-    stream = iter(annotated)
-    first = list(itertools.islice(stream, 1))
-    loaded: Optional[ModelInfo] = state.get("model")
-    thresholds = options.thresholds.with_pipeline_threshold(loaded.threshold if loaded else None)
-    counts = write_routes(
-        itertools.chain(first, stream),
-        thresholds,
-        review_path,
-        silver_path,
-        spans_key=options.spans_key,
-        budget=options.budget,
-        rest_path=rest_path,
-        run_size=options.run_size,
-    )
-    seconds = time.perf_counter() - state.get("t_ready", t0)
-    n_rejected = sum(rejected.values())
-    n_routed = sum(counts["routes"].values())
-    report: Dict[str, Any] = {
-        "schema": PREANNOTATE_SCHEMA,
-        "model": state["model"].to_dict() if state.get("model") else {"source": model},
-        "settings": {
-            "high": thresholds.high,
-            "low": thresholds.low,
-            "pivot": thresholds.center,
-            "budget": options.budget or None,
-            "spans_key": options.spans_key,
-            "batch_size": options.batch_size,
-            "segment": options.segment,
-            "gpu_id": options.gpu_id,
-            **runner,
-        },
-        "ordering": ORDERING,
-        "read": read["records"],
-        "tasks": read["tasks"],
-        "rejected": n_rejected,
-        "routes": counts["routes"],
-        "balanced": read["tasks"] == n_rejected + n_routed,
-        "silver_without_spans": counts["silver_without_spans"],
-        "spans": counts["spans"],
-        "input_spans_ignored": read["spans_ignored"],
-        "rejected_by_reason": dict(sorted(rejected.items())),
-        "rejected_examples": examples,
-        "outputs": {
-            "review": str(review_path),
-            "silver": str(silver_path),
-            "rest": str(rest_path) if rest_path else None,
-        },
-        "speed": {
-            "seconds": round(seconds, 3),
-            "words": counts["tokens"],
-            "words_per_second": round(counts["tokens"] / seconds, 1) if seconds > 0 else None,
-        },
-    }
-    if report_path is not None:
-        report["outputs"]["report"] = str(report_path)
-        _atomic_write_bytes(
-            Path(report_path), (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf8")
+    # review, silver, rest and report are one unit, published together; one run at a time
+    declared = [Path(p) for p in (review_path, silver_path, rest_path, report_path) if p is not None]
+    with StepOutputs("preannotate", declared) as unit:
+        if options.ray_address:
+            annotated = iter_annotated_ray(batches, model, options, set_info)
+            runner = {"runner": "ray", "ray_address": _redact(options.ray_address), "ray_workers": options.ray_workers}
+        else:
+            nlp, info = load_annotator(model, options.spans_key, options.thresholds.low, options.gpu_id)
+            set_info(info)
+            annotated = iter_annotated_local(nlp, batches, options.spans_key, info)
+            runner = {"runner": "single_process"}
+        # The review order's pivot is the pipeline's own threshold, which a Ray run
+        # learns only once its workers are up: take the first task before routing.
+        stream = iter(annotated)
+        first = list(itertools.islice(stream, 1))
+        loaded: Optional[ModelInfo] = state.get("model")
+        thresholds = options.thresholds.with_pipeline_threshold(loaded.threshold if loaded else None)
+        counts = write_routes(
+            itertools.chain(first, stream),
+            thresholds,
+            unit.path(review_path),
+            unit.path(silver_path),
+            spans_key=options.spans_key,
+            budget=options.budget,
+            rest_path=unit.path(rest_path) if rest_path else None,
+            run_size=options.run_size,
         )
-    return report
+        seconds = time.perf_counter() - state.get("t_ready", t0)
+        n_rejected = sum(rejected.values())
+        n_routed = sum(counts["routes"].values())
+        if n_routed == 0:  # nothing usable: an error, and the previous outputs stay as they were
+            why = f"{read['records']} texts read, all rejected (e.g. {examples[0]})" if examples else "they hold no text"
+            raise AssistError(f"nothing to pre-annotate in {', '.join(map(str, sources))}: {why}")
+        report: Dict[str, Any] = {
+            "schema": PREANNOTATE_SCHEMA,
+            "model": state["model"].to_dict() if state.get("model") else {"source": model},
+            "settings": {
+                "high": thresholds.high,
+                "low": thresholds.low,
+                "pivot": thresholds.center,
+                "budget": options.budget or None,
+                "spans_key": options.spans_key,
+                "batch_size": options.batch_size,
+                "segment": options.segment,
+                "gpu_id": options.gpu_id,
+                **runner,
+            },
+            "ordering": ORDERING,
+            "read": read["records"],
+            "tasks": read["tasks"],
+            "rejected": n_rejected,
+            "routes": counts["routes"],
+            "balanced": read["tasks"] == n_rejected + n_routed,
+            "silver_without_spans": counts["silver_without_spans"],
+            "spans": counts["spans"],
+            "input_spans_ignored": read["spans_ignored"],
+            "rejected_by_reason": dict(sorted(rejected.items())),
+            "rejected_examples": examples,
+            "outputs": {
+                "review": str(review_path),
+                "silver": str(silver_path),
+                "rest": str(rest_path) if rest_path else None,
+            },
+            "speed": {
+                "seconds": round(seconds, 3),
+                "words": counts["tokens"],
+                "words_per_second": round(counts["tokens"] / seconds, 1) if seconds > 0 else None,
+            },
+        }
+        if report_path is not None:
+            report["outputs"]["report"] = str(report_path)
+            _atomic_write_bytes(
+                unit.path(report_path), (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf8")
+            )
+        return report
 

@@ -442,15 +442,64 @@ def load_model(model: Union[str, Path], config: Optional[Dict[str, Any]] = None)
     """
     path = Path(model)
     if path.exists():
-        if not (path / "config.cfg").exists():
-            raise ValueError(f"{path}: not a spaCy pipeline directory (no config.cfg)")
-        return spacy.load(path, config=config or {})
+        return load_pipeline_dir(path, config)
     if spacy.util.is_package(str(model)):
         return spacy.load(str(model), config=config or {})
     raise ValueError(
         f"{model}: neither a pipeline directory nor an installed package "
         f"(install the wheel first, e.g. `weasel run package` then `pip install` it)"
     )
+
+
+def load_pipeline_dir(path: Path, config: Optional[Dict[str, Any]] = None) -> Language:
+    """Load a pipeline directory; when it does not load, say which file of
+    which component is damaged instead of the deserializer's bare message.
+
+    path (Path): The pipeline directory.
+    config (Optional[Dict[str, Any]]): Dotted config overrides.
+    RETURNS (Language): The loaded pipeline.
+    RAISES (ValueError): Not a pipeline directory, or a file that does not load (named).
+    """
+    path = Path(path)
+    if not (path / "config.cfg").is_file():
+        raise ValueError(f"{path}: not a spaCy pipeline directory (no config.cfg)")
+    try:
+        return spacy.load(path, config=config or {})
+    except Exception as err:  # any deserializer's error: find the file
+        damaged = find_damaged_file(path)
+        if damaged is None:
+            raise ValueError(f"{path}: the pipeline does not load ({type(err).__name__}: {err})") from None
+        file, why = damaged
+        part = file.relative_to(path).parts[0]
+        where = f" (component '{part}')" if (path / part).is_dir() and part not in ("vocab", "tokenizer") else ""
+        raise ValueError(
+            f"{file}{where}: damaged, the pipeline cannot be loaded ({why}); copy it again or re-run "
+            f"the step that wrote {path}"
+        ) from None
+
+
+def find_damaged_file(path: Path) -> Optional[Tuple[Path, str]]:
+    """The first file of a pipeline directory that does not parse as what spaCy writes there.
+
+    path (Path): The pipeline directory.
+    RETURNS (Optional[Tuple[Path, str]]): The file and why, or None when every file parses.
+    """
+    import srsly
+    from confection import Config
+
+    json_names = {"meta.json", "cfg", "strings.json", "vectors.cfg", "config.json", "tokenizer_config.json"}
+    msgpack_names = {"model", "tokenizer", "lookups.bin", "key2row"}
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        try:
+            if file == path / "config.cfg":
+                Config().from_disk(file, interpolate=False)
+            elif file.name in json_names:
+                srsly.read_json(file)
+            elif file.name in msgpack_names and file.parent != path:
+                srsly.msgpack_loads(file.read_bytes())
+        except Exception as err:
+            return file, f"{type(err).__name__}: {err}"
+    return None
 
 
 def read_docs(path: Path, vocab: Any = None) -> List[Doc]:
@@ -625,7 +674,10 @@ def evaluate_pipeline(
     version (Optional[str]): Likewise, the package version.
     RETURNS (Tuple[SpanEvaluation, List[Doc]]): The evaluation (metrics in
         the METRICS_SCHEMA layout) and the predicted docs.
+    RAISES (ValueError): No documents to evaluate.
     """
+    if not gold_docs:
+        raise ValueError(f"{data or 'the data'}: holds no documents: nothing to evaluate")
     info = model_info(nlp, model, spans_key)
     if name:
         info["name"] = name

@@ -7,18 +7,25 @@ never imports this project. meta.json records the base model really used
 built from it can tell the truth.
 """
 import json
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .outputs import OutputsError, StepOutputs, tree_digest, verify_input
 from .vocab_prune import counts_only, prune_strings
 
 __all__ = [
     "PACKAGE_ENTRY_POINTS",
     "SHIPPED_MODULES",
+    "PackagingError",
     "build_meta",
+    "check_package_args",
+    "check_wheel",
     "data_source",
     "declare_entry_points",
     "package_pipeline",
@@ -40,6 +47,17 @@ PACKAGE_ENTRY_POINTS = {
 }
 SETUP_ENTRY_POINTS = "entry_points={'spacy_models': ['{m} = {m}'.format(m=model_name)]}"
 OWN_DISTRIBUTION = "biomed-spancat-components"
+
+# A package name becomes part of a Python package and of a folder name: no
+# separators, no spaces, no dots (so no `../`).
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+MODEL_HASH_KEY = "model_sha256"
+
+
+class PackagingError(ValueError):
+    """Bad package arguments, a failed build or a wheel that is not the model's;
+    the message says which and what to do."""
+
 
 CRAFT_SOURCE = {
     "name": "CRAFT v5 concept annotations (Colorado Richly Annotated Full-Text corpus)",
@@ -216,36 +234,153 @@ def declare_entry_points(package_dir: Path, entry_points: Dict[str, Dict[str, st
     setup_py.write_text(text.replace(SETUP_ENTRY_POINTS, "entry_points={" + ", ".join(groups) + "}"), encoding="utf8")
 
 
+def check_package_args(model_dir: Path, output_dir: Path, name: str, version: str) -> str:
+    """Validate what `package` is given before anything is written.
+
+    model_dir (Path): The pipeline directory.
+    output_dir (Path): Where the package folder goes.
+    name (str): Package name without the language prefix.
+    version (str): Package version (PEP 440, in its canonical form).
+    RETURNS (str): The pipeline's language.
+    RAISES (PackagingError): What is wrong, naming the argument.
+    """
+    from packaging.version import InvalidVersion, Version
+
+    if not NAME_PATTERN.match(name):
+        raise PackagingError(
+            f"--name {name!r}: a package name is letters, digits and underscores, starting with a "
+            f"letter (e.g. biomed_spancat)"
+        )
+    try:
+        canonical = str(Version(version))
+    except InvalidVersion:
+        raise PackagingError(f"--version {version!r}: not a version (PEP 440, e.g. 0.1.0)") from None
+    if canonical != version:
+        raise PackagingError(f"--version {version!r}: write it as {canonical!r} (the wheel's file name uses that form)")
+    for part in [output_dir, *output_dir.parents]:
+        if part.exists() and not part.is_dir():
+            raise PackagingError(f"{part}: is a file; the output must be a folder")
+    model_dir = Path(model_dir)
+    for needed in ("config.cfg", "meta.json"):
+        if not (model_dir / needed).is_file():
+            raise PackagingError(f"{model_dir}: not a spaCy pipeline directory (no {needed})")
+    try:
+        return json.loads((model_dir / "meta.json").read_text(encoding="utf8")).get("lang", "en")
+    except ValueError as err:
+        raise PackagingError(f"{model_dir / 'meta.json'}: not valid JSON ({err})") from None
+
+
+def _run(cmd: List[str], what: str, **kwargs: Any) -> None:
+    """Run a build command; its own output shows why it failed, this says what failed."""
+    try:
+        subprocess.run(cmd, check=True, **kwargs)
+    except subprocess.CalledProcessError as err:
+        raise PackagingError(f"{what} failed (exit {err.returncode}); its messages are above") from None
+
+
 def package_pipeline(model_dir: Path, output_dir: Path, meta: Dict[str, Any]) -> Path:
     """Package `model_dir` with the shipped modules bundled; return the wheel path.
+
+    The package folder is built from nothing in a fresh staging folder (no
+    leftover of an earlier build can enter the wheel) and published as one
+    unit (`biomed_spancat.outputs`): the wheel and the package folder always
+    come from the same run. A failed build also removes the previously
+    published folder, so no wheel of another model stays at the path the next
+    steps read. meta.json records the model's digest (`model_sha256`), which
+    `check_wheel` compares with the model a step is given.
 
     Runs `spacy package --code ... --build none`, strips the project's own
     distribution from the requirements, then builds the wheel without build
     isolation (no download of build tools, so it works offline).
+
+    model_dir (Path): The pipeline directory (e.g. training/model-tuned).
+    output_dir (Path): The packages folder.
+    meta (Dict[str, Any]): build_meta's overrides.
+    RETURNS (Path): The published wheel.
+    RAISES (PackagingError): Bad arguments (nothing written) or a failed build.
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    lang = json.loads((Path(model_dir) / "meta.json").read_text(encoding="utf8")).get("lang", "en")
-    with tempfile.TemporaryDirectory() as tmp:
-        meta_path = Path(tmp) / "meta.json"
-        meta_path.write_text(json.dumps(meta, indent=2), encoding="utf8")
-        cmd = [
-            sys.executable, "-m", "spacy", "package", str(model_dir), str(output_dir),
-            "--meta-path", str(meta_path),
-            "--code", ",".join(str(p) for p in shipped_code_paths()),
-            "--build", "none", "--force",
-        ]
-        subprocess.run(cmd, check=True)
+    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    lang = check_package_args(model_dir, output_dir, meta["name"], str(meta["version"]))
+    meta = dict(meta, **{MODEL_HASH_KEY: tree_digest(model_dir)})
     wheel = wheel_path(output_dir, lang, meta["name"], meta["version"])
     package_dir = wheel.parent.parent
-    _drop_requirement(package_dir, OWN_DISTRIBUTION)
-    declare_entry_points(package_dir)
-    # The packaged copy of the model keeps only the strings the pipeline needs (no corpus words).
-    for config in (package_dir / f"{lang}_{meta['name']}").glob("*/config.cfg"):
-        prune_strings(config.parent)
-    subprocess.run(
-        [sys.executable, "-m", "build", ".", "--wheel", "--no-isolation"], cwd=package_dir, check=True
-    )
-    if not wheel.exists():
-        raise FileNotFoundError(f"the wheel build finished but {wheel} is missing")
+    try:
+        with StepOutputs("package", [package_dir], withdraw_on_error=True) as unit:
+            staged = unit.path(package_dir)
+            with tempfile.TemporaryDirectory() as tmp:
+                meta_path = Path(tmp) / "meta.json"
+                meta_path.write_text(json.dumps(meta, indent=2), encoding="utf8")
+                cmd = [
+                    sys.executable, "-m", "spacy", "package", str(model_dir), str(staged.parent),
+                    "--meta-path", str(meta_path),
+                    "--code", ",".join(str(p) for p in shipped_code_paths()),
+                    "--build", "none",
+                ]
+                _run(cmd, "`spacy package`")
+            _drop_requirement(staged, OWN_DISTRIBUTION)
+            declare_entry_points(staged)
+            # The packaged copy of the model keeps only the strings the pipeline needs (no corpus words).
+            for config in (staged / f"{lang}_{meta['name']}").glob("*/config.cfg"):
+                prune_strings(config.parent)
+            _run([sys.executable, "-m", "build", ".", "--wheel", "--no-isolation"], "the wheel build", cwd=staged)
+            built = staged / "dist" / wheel.name
+            if not built.exists():
+                raise PackagingError(f"the wheel build finished but {wheel.name} is missing")
+            shutil.rmtree(staged / "build", ignore_errors=True)
+            if tree_digest(model_dir) != meta[MODEL_HASH_KEY]:
+                raise PackagingError(f"{model_dir}: changed while it was being packaged; run `package` again")
+    except OutputsError as err:
+        raise PackagingError(str(err)) from None
     return wheel
+
+
+def wheel_meta(wheel: Path) -> Dict[str, Any]:
+    """The package's meta.json, read from inside the wheel.
+
+    wheel (Path): A wheel built by `package`.
+    RETURNS (Dict[str, Any]): meta.json.
+    RAISES (PackagingError): Not a wheel built by `spacy package`.
+    """
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            metas = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith("/meta.json")]
+            if not metas:
+                raise PackagingError(f"{wheel}: no <package>/meta.json inside; was it built by `package`?")
+            return json.loads(zf.read(metas[0]).decode("utf8"))
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise PackagingError(f"{wheel}: not a readable wheel ({err})") from None
+
+
+def check_wheel(wheel: Path, model_dir: Optional[Path] = None) -> Dict[str, Any]:
+    """Check that `wheel` is whole and is the wheel of `model_dir`, before a
+    step evaluates or ships it.
+
+    wheel (Path): The wheel at the published path.
+    model_dir (Optional[Path]): The pipeline it must have been built from.
+    RETURNS (Dict[str, Any]): The wheel's meta.json.
+    RAISES (PackagingError): Missing, changed since `package` published it, or
+        built from another model (stale), with what to do.
+    """
+    wheel = Path(wheel)
+    if not wheel.is_file():
+        raise PackagingError(f"{wheel}: no such wheel (run `package` first)")
+    try:
+        verify_input(wheel)
+    except OutputsError as err:
+        raise PackagingError(str(err)) from None
+    meta = wheel_meta(wheel)
+    if model_dir is not None:
+        recorded = meta.get(MODEL_HASH_KEY)
+        if recorded is None:
+            raise PackagingError(
+                f"{wheel}: records no model digest ({MODEL_HASH_KEY} in meta.json), so it cannot be "
+                f"matched with {model_dir}; run `package` again"
+            )
+        if not Path(model_dir).is_dir():
+            raise PackagingError(f"{model_dir}: no such pipeline directory")
+        if tree_digest(model_dir) != recorded:
+            raise PackagingError(
+                f"{wheel}: built from another model than {model_dir} (stale: the model changed since, "
+                f"or the last `package` failed); run `package` again"
+            )
+    return meta

@@ -9,7 +9,6 @@ anything is renamed into place.
 """
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -24,9 +23,10 @@ from .merge import MERGE_POLICIES, Grouper
 from .readers import DatasetInfo, ReadOptions, get_reader, iter_sources, redact_url
 from .split import split_documents
 from .stats import SpanStats
+from ..outputs import OutputsError, StepOutputs
 from .tasks import IngestError, Ledger, Task, pseudonym
 from .validate import ALIGN_POLICIES, Annotation, Rejection, ValidateOptions, answer_keys, validate_task
-from .writer import BINARY_ATTRS, SpansDocBin, build_binary_doc, build_doc, fast_msgpack, open_temp, write_files
+from .writer import BINARY_ATTRS, SpansDocBin, build_binary_doc, build_doc, fast_msgpack, write_files
 
 __all__ = ["ConvertOptions", "convert", "resolve_sources", "route_sources", "check_labels", "BINARY_NOTE", "ROLE_PREFIXES"]
 
@@ -39,6 +39,10 @@ BINARY_NOTE = (
     "spans under '<spans_key>_rejected' (spaCy's ner `incorrect_spans_key`), and no '<spans_key>' group; "
     "a span answered reject is never a positive span."
 )
+
+# Every file convert may write: those a run does not write (test.spacy,
+# binary.spacy) are removed when it publishes, so none is left from an older run.
+OUTPUT_NAMES = ["train.spacy", "dev.spacy", "test.spacy", "binary.spacy", "report.json", "rejections.jsonl"]
 
 Progress = Callable[[Iterator[Task]], Iterator[Task]]
 
@@ -373,7 +377,9 @@ def convert(
     sources (Sequence[str]): JSONL files (gzip too), folders, a SQLite path or
         a postgresql:// URL (or any registered format).
     output_dir (Path): Where train.spacy, dev.spacy (test.spacy), report.json
-        and rejections.jsonl are written, each atomically.
+        and rejections.jsonl are written, published together as one unit
+        (`biomed_spancat.outputs`): a second convert into the same folder is
+        refused while this one runs.
     options (ConvertOptions): Selection, policies and output settings.
     progress (Optional[Progress]): Wraps the task stream (e.g. tqdm) to show counts.
     RETURNS (Dict[str, Any]): The report (also written to report.json).
@@ -385,8 +391,25 @@ def convert(
     t0 = time.perf_counter()
     output_dir = Path(output_dir)
     plan, selection = resolve_sources(sources, options)
+    try:
+        with StepOutputs("convert", [output_dir / name for name in OUTPUT_NAMES]) as unit:
+            return _convert(plan, selection, output_dir, options, progress, unit, t0)
+    except OutputsError as err:
+        raise IngestError(str(err)) from None
+
+
+def _convert(
+    plan: Any,
+    selection: Dict[str, Any],
+    output_dir: Path,
+    options: ConvertOptions,
+    progress: Optional[Progress],
+    unit: StepOutputs,
+    t0: float,
+) -> Dict[str, Any]:
+    """The conversion proper, writing into the open output unit (published by the caller)."""
     rejections_path = output_dir / "rejections.jsonl"
-    rejections = open_temp(rejections_path)
+    rejections = open(unit.path(rejections_path), "w", encoding="utf8")
     ledger = Ledger(rejections_file=rejections)
     try:
         with fast_msgpack():
@@ -479,10 +502,8 @@ def convert(
         report["outputs"]["report"] = str(output_dir / "report.json")
         report["seconds"]["total"] = round(time.perf_counter() - t0, 2)
         files[output_dir / "report.json"] = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf8")
-        write_files(files, extra={Path(rejections.name): rejections_path})
+        write_files(files, unit)
         return report
     finally:
         if not rejections.closed:
             rejections.close()
-        if os.path.exists(rejections.name):
-            os.unlink(rejections.name)

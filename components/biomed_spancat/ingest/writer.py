@@ -1,9 +1,10 @@
 """Building Docs from annotations and writing outputs atomically.
 
-Every output is written to a temporary file beside its destination and
-renamed into place (`os.replace` is atomic on one filesystem), so an
-interrupted run never leaves a half-written DocBin that the next step
-would take as done.
+A single file is written to a temporary file beside its destination and
+renamed into place (`os.replace` is atomic on one filesystem); convert's
+several outputs go through one `StepOutputs` unit, published together, so an
+interrupted run never leaves a half-written DocBin or a mix of two runs that
+the next step would take as done.
 """
 
 import os
@@ -18,6 +19,7 @@ from spacy.attrs import SPACY
 from spacy.tokens import Doc, DocBin, Span
 from spacy.vocab import Vocab
 
+from ..outputs import StepOutputs
 from .validate import Annotation
 
 # mkstemp creates files readable by the owner only; outputs get the usual mode
@@ -33,7 +35,6 @@ __all__ = [
     "write_docbin",
     "write_text",
     "write_files",
-    "open_temp",
     "fast_msgpack",
     "SpansDocBin",
 ]
@@ -201,39 +202,14 @@ def write_text(text: str, path: Path) -> None:
         tmp.write_text(text, encoding="utf8")
 
 
-def open_temp(path: Path) -> IO[str]:
-    """Open a temporary text file beside `path` for streaming; the caller
-    renames it into place with `os.replace` when the run succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, _MODE)
-    return open(tmp, "w", encoding="utf8")
-
-
-def write_files(files: Dict[Path, bytes], extra: Optional[Dict[Path, Path]] = None) -> None:
-    """Write several outputs so that none is ever half-written: every file
-    goes to a temporary path first, and only when all are on disk are they
-    renamed into place. On any error the temporary files are removed.
+def write_files(files: Dict[Path, bytes], unit: StepOutputs) -> None:
+    """Write several outputs into an open output unit, which publishes them
+    together (see `biomed_spancat.outputs`): none is ever half-written, and
+    none is seen beside the outputs of another run.
 
     files (Dict[Path, bytes]): Destination -> content.
-    extra (Optional[Dict[Path, Path]]): Already written temporary files ->
-        their destinations, renamed together with the others.
+    unit (StepOutputs): The step's open output unit.
     """
-    temps: Dict[Path, Path] = dict(extra or {})
-    try:
-        for path, data in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temps[Path(tmp)] = path
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, _MODE)
-        for tmp_path, path in temps.items():
-            os.replace(tmp_path, path)
-    finally:
-        for tmp_path in temps:
-            if tmp_path.exists():
-                tmp_path.unlink()
+    for path, data in files.items():
+        with open(unit.path(path), "wb") as f:
+            f.write(data)
