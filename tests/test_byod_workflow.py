@@ -26,8 +26,9 @@ def own_run(tmp_path_factory, tiny_bert):
 
     root = tmp_path_factory.mktemp("byod")
     shutil.copy(ROOT / "project.yml", root / "project.yml")
-    for folder in ("configs", "scripts"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    # deps name the package code, so the project copy holds it (as a clone does)
+    for folder in ("configs", "scripts", "components"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
     export = root / "my_export.jsonl"
     shutil.copy(EXPORT, export)
     overrides = {

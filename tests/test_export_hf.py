@@ -321,13 +321,14 @@ def test_export_from_sources_goes_through_convert(tmp_path):
         policy="first", progress=False,
     )
     conv = report["convert"]
-    assert (conv["read"], conv["kept"], conv["rejected"], conv["merged"], conv["duplicates"]) == (16, 7, 6, 3, 0)
+    # the Label Studio export's one prediction is read and counted (never an annotation)
+    assert (conv["read"], conv["kept"], conv["rejected"], conv["merged"], conv["duplicates"]) == (17, 7, 7, 3, 0)
     assert (out / "corpus" / "rejections.jsonl").exists() and (out / "corpus" / "report.json").exists()
     total = report["total"]
     # the overlaps: Glut1 (PR and CHEBI, same extent) and Sonic hedgehog (PR) inside a GO_BP span
     assert total["spans"] == 19 and total["overlapping_spans"] == 4
     assert total["ner_tags"]["dropped"] == 2 and total["ner_tags"]["share_overlapping_lost"] == 0.5
-    assert json.loads((out / "loss_report.json").read_text())["convert"]["read"] == 16
+    assert json.loads((out / "loss_report.json").read_text())["convert"]["read"] == 17
     with pytest.raises(ExportError, match="convert: .*nope.jsonl: no such file"):
         export_from_sources([str(tmp_path / "nope.jsonl")], [], tmp_path / "o2", progress=False)
 

@@ -319,7 +319,7 @@ def test_no_annotator_identity_in_any_output(tmp_path, project_root, name):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     texts = {"stdout": result.stdout, "stderr": result.stderr}
-    for path in out.iterdir():
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):  # the outputs' manifests too
         data = path.read_bytes()
         if path.suffix == ".spacy":
             data = zlib.decompress(data)  # DocBin: zlib-compressed msgpack, user_data inside

@@ -264,7 +264,7 @@ IDENTITIES = ("clinic.org", "alice", "Alice", "bob", "Bob", "carol", "Carol")
 
 def _all_output_text(folder):
     out = []
-    for path in sorted(Path(folder).iterdir()):
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):  # the outputs' manifests too
         data = path.read_bytes()
         if path.suffix == ".spacy":
             data = zlib.decompress(data)  # DocBin bytes are zlib-compressed msgpack

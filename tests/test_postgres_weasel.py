@@ -29,8 +29,9 @@ def project(tmp_path):
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(ROOT / "project.yml", root / "project.yml")
-    for folder in ("configs", "scripts"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    # deps name the package code, so the project copy holds it (as a clone does)
+    for folder in ("configs", "scripts", "components"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
     return root
 
 

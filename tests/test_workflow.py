@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import srsly
 from spacy.tokens import DocBin
 from thinc.api import Config
 

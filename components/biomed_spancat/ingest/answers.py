@@ -10,9 +10,13 @@ content:
 - spans that carry their own `answer` (accept/reject per span, as Prodigy's
   support forum recommends for merged binary data: "keep the top-level answer
   as accept, but add an additional answer to each span");
-- model-proposed spans: `score`, `rank` or `priority` on a span, or a task
-  without `tokens` whose spans name their `source`/`input_hash`, or a
-  task-level `score`/`priority` (what `ner.teach`'s sorter adds);
+- model-proposed spans: `rank` or `priority` on a span; a `score` on the
+  only span of a task (teach recipes show one suggestion at a time) or on
+  the spans of a task without `tokens`; a task without `tokens` whose spans
+  name their `source`/`input_hash`; a task-level `score`/`priority` (what
+  `ner.teach`'s sorter adds). Several scored spans on a task's own tokens
+  are a pre-annotation (`preannotate`'s review tasks imported with
+  `db-in`), a complete annotation;
 - a `review` of a binary dataset (`view_id` names the binary interface).
 
 A manual interface (`spans_manual`, `ner_manual`, ...) stays complete even
@@ -61,7 +65,12 @@ def answer_kind(data: Dict[str, Any]) -> Optional[str]:
         return None
     spans = data.get("spans")
     spans = [s for s in spans if isinstance(s, dict)] if isinstance(spans, list) else []
-    if any(key in s for s in spans for key in MODEL_SPAN_KEYS):
+    # A teach recipe shows one suggested span per task (with its score, often a rank); a
+    # pre-annotated task (our preannotate, spans.correct without its view id) carries several
+    # scored spans on its tokens and stays complete.
+    if any("rank" in s or "priority" in s for s in spans):
+        return "ner.teach"
+    if any("score" in s for s in spans) and (len(spans) == 1 or not data.get("tokens")):
         return "ner.teach"
     if not data.get("tokens") and any("source" in s or "input_hash" in s for s in spans):
         return "ner.teach"
