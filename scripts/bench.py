@@ -1,7 +1,10 @@
 """Benchmark the project against its peers in one run (`weasel run bench`):
-conversion, inference (vs the Hugging Face token-classification pipeline and
-stock spacy-transformers spancat), training speed and memory, on the stand-in
-and a BERT-base-shaped backbone; writes OUT_DIR/bench.json and BENCHMARKS.md."""
+conversion; inference against the Hugging Face token-classification pipeline
+(float32 and bfloat16), the same model in ONNX Runtime (float32 and int8),
+GLiNER and stock spacy-transformers spancat, with a profile of our pass and its
+FLOP/s against the CPU's bfloat16 peak; training speed and memory; on the
+stand-in and a BERT-base-shaped backbone. Writes OUT_DIR/bench.json and
+BENCHMARKS.md (docs/benchmarks-peers.md says what each row is)."""
 import shlex
 import sys
 from pathlib import Path
