@@ -103,7 +103,7 @@ def _cpu_facts() -> Dict[str, Any]:
                     mhz = float(value)
     except OSError:
         pass
-    source = "/proc/cpuinfo cpu MHz (the current clock)"
+    source = "current cpu MHz in /proc/cpuinfo"
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         for line in out.splitlines():

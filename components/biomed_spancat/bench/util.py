@@ -80,7 +80,7 @@ QUICK = BenchSettings(
     train_docs=24,
     conv_lines=300,
     base_shape={"layers": 2, "hidden": 64, "heads": 2, "intermediate": 128},
-    matmul_size=256,
+    matmul_size=1024,
 )
 
 
