@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.bench import FULL, QUICK, read_spans_f, run_bench, write_markdown
+from biomed_spancat.bench import FULL, QUICK, check_inputs, read_spans_f, run_bench, write_markdown
 
 SECTIONS = ("conversion", "inference", "training", "base")
 
@@ -57,6 +57,10 @@ def main(
             msg.fail(f"--metrics {name}: {err}", exits=1)
         named[name] = Path(path)
     command = "python -m scripts.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        check_inputs(dev, train)  # an empty DocBin stops now, not after minutes of measuring
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
     result = run_bench(
         out_dir,
         pipeline=pipeline,

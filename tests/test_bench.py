@@ -397,6 +397,11 @@ def test_cli_rejects_bad_metrics_and_skip(tmp_path, project_root, bench_inputs, 
     assert code == 1 and "NAME=PATH, got 'nopath'" in out
     code, out = run("--skip", "everything")
     assert code == 1 and "unknown section(s) everything" in out
+    empty = tmp_path / "empty.spacy"
+    DocBin().to_disk(empty)
+    base[base.index("--dev") + 1] = str(empty)
+    code, out = run()
+    assert code == 1 and f"{empty}: no docs (the inference texts come from it)" in out
     assert not (tmp_path / "o" / "bench.json").exists()
 
 

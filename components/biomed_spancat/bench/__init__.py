@@ -7,7 +7,7 @@ from .conversion import bench_conversion
 from .flops import FLOPS_FORMULA, cpu_bf16_peak, forward_flops, matmul_peak, window_flops, window_lengths
 from .inference import OUR_SYSTEMS, bench_backbone, bench_inference, profile_components, profile_top
 from .markdown import render_markdown, write_markdown
-from .run import check_targets, run_bench
+from .run import check_inputs, check_targets, run_bench
 from .training import bench_training, training_worker
 from .util import (
     FULL,
@@ -37,6 +37,7 @@ __all__ = [
     "write_markdown",
     "render_markdown",
     "check_targets",
+    "check_inputs",
     "stock_spancat_config",
     "build_random_bert",
     "run_child",

@@ -42,7 +42,7 @@ from .util import (
     versions,
 )
 
-__all__ = ["run_bench", "check_targets"]
+__all__ = ["run_bench", "check_targets", "check_inputs"]
 
 def _suggester_coverage(config: Path, docs: Sequence[Any], spans_key: str) -> Dict[str, Any]:
     from ..suggester_fit import coverage_report, load_suggester_from_config
@@ -51,6 +51,18 @@ def _suggester_coverage(config: Path, docs: Sequence[Any], spans_key: str) -> Di
     report.pop("ngram_table", None)
     report.pop("per_label_recall", None)
     return report
+
+
+def check_inputs(dev: Path, train: Path) -> None:
+    """Stop before minutes of measuring when a DocBin holds no docs.
+
+    dev (Path): Dev DocBin (the inference texts).
+    train (Path): Train DocBin (the training docs).
+    RAISES (ValueError): Naming the empty file.
+    """
+    for path, what in ((dev, "inference texts"), (train, "training docs")):
+        if not _read_docs(path):
+            raise ValueError(f"{path}: no docs (the {what} come from it); a dev file needs convert's --eval-split > 0")
 
 
 def run_bench(
@@ -83,11 +95,15 @@ def run_bench(
     project_root (Path): Where `python -m scripts.convert` runs.
     skip (Sequence[str]): Sections to leave out: conversion, inference, training, base.
     RETURNS (Dict[str, Any]): The result.
+    RAISES (ValueError): dev or train holds no docs.
     """
     import spacy
 
     from ..architecture import CPU_PRECISION_KEY
 
+    check_inputs(dev, train)
+    dev_docs = _read_docs(dev)
+    train_docs = _read_docs(train, settings.train_docs)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / "work"
     work.mkdir(exist_ok=True)
@@ -121,8 +137,6 @@ def run_bench(
         )
     result["backbones"] = {k: _describe_backbone(v) for k, v in backbones.items()}
 
-    dev_docs = _read_docs(dev)
-    train_docs = _read_docs(train, settings.train_docs)
     labels = sorted({s.label_ for d in list(dev_docs) + list(train_docs) for s in d.spans.get(spans_key, [])})
 
     # Suggester coverage on the training cut: the K the stock config gets for training
