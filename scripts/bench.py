@@ -1,7 +1,10 @@
 """Benchmark the project against its peers in one run (`weasel run bench`):
-conversion, inference (vs the Hugging Face token-classification pipeline and
-stock spacy-transformers spancat), training speed and memory, on the stand-in
-and a BERT-base-shaped backbone; writes OUT_DIR/bench.json and BENCHMARKS.md."""
+conversion; inference against the Hugging Face token-classification pipeline
+(float32 and bfloat16), the same model in ONNX Runtime (float32 and int8),
+GLiNER and stock spacy-transformers spancat, with a profile of our pass and its
+FLOP/s against the CPU's bfloat16 peak; training speed and memory; on the
+stand-in and a BERT-base-shaped backbone. Writes OUT_DIR/bench.json and
+BENCHMARKS.md (docs/benchmarks-peers.md says what each row is)."""
 import shlex
 import sys
 from pathlib import Path
@@ -10,7 +13,7 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.bench import FULL, QUICK, read_spans_f, run_bench, write_markdown
+from biomed_spancat.bench import FULL, QUICK, check_inputs, read_spans_f, run_bench, write_markdown
 
 SECTIONS = ("conversion", "inference", "training", "base")
 
@@ -56,6 +59,10 @@ def main(
             msg.fail(f"--metrics {name}: {err}", exits=1)
         named[name] = Path(path)
     command = "python -m scripts.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        check_inputs(dev, train)  # an empty DocBin stops now, not after minutes of measuring
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
     result = run_bench(
         out_dir,
         pipeline=pipeline,
