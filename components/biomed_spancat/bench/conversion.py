@@ -2,6 +2,7 @@
 JSONL and from a prodigy.db, each in its own child process."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Dict
