@@ -1,6 +1,7 @@
 """Which commands of project.yml can run now, and what to run first for the others:
 every missing dependency with the command that makes it (or the variable that names
 it). weasel itself can only say "Maybe you forgot to run the 'weasel assets' command"."""
+import sys
 from pathlib import Path
 from typing import List
 
@@ -33,7 +34,7 @@ def main(
         for path, remedy in r["missing"]:
             print(f"    missing {path}: {remedy}")
     if commands and blocked:
-        raise SystemExit(1)
+        sys.exit(1)  # through sys.exit, so the step timer knows the step failed
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def main(
     (output_dir / "training.json").write_text(json.dumps(record, indent=2), encoding="utf8")
     if interrupted:
         msg.warn(f"Interrupted after {record['training_seconds']:.0f} s: {output_dir}/model-best is the last evaluated best")
-        raise SystemExit(130)
+        sys.exit(130)  # through sys.exit, so the step timer knows the step failed
 
 
 if __name__ == "__main__":

@@ -131,7 +131,7 @@ def test_quick_inference_ratios(quick_run):
         assert (("inference_vs_best_peer", where) in missed) == (inf["ratio_vs_best_peer"] < 2.0)
         # Where our time goes: always, per component, then by function
         comps = inf["profile_components"]
-        assert [c["component"] for c in comps] == ["tokenizer", "transformer", "spancat"]
+        assert [c["component"] for c in comps] == ["tokenizer", "transformer", "spancat", "sentencizer", "spans_to_ents"]
         assert sum(c["share"] for c in comps) == pytest.approx(1.0)
         assert all(p["own_s"] >= 0 and p["calls"] >= 1 for p in inf["profile_ours"])
         assert f"`{inf['profile_ours'][0]['function']}`" in quick_run["markdown"]

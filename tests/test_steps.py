@@ -84,12 +84,16 @@ def test_a_script_run_is_timed_and_matched_to_its_command(fresh_clone):
     env.pop("BIOMED_STEP_LOG", None)
     r = subprocess.run([sys.executable, "-m", "scripts.check", "export-hf"], cwd=fresh_clone, env=env,
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1  # export-hf cannot run yet
+    assert r.returncode == 1  # export-hf cannot run yet: a failed step is not timed, nothing is written
+    assert not (fresh_clone / "metrics" / "steps.jsonl").exists()
+    r = subprocess.run([sys.executable, "-m", "scripts.check", "fetch-transformer"], cwd=fresh_clone, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
     (rec,) = read_step_log(fresh_clone / "metrics" / "steps.jsonl")
-    assert rec["module"] == "scripts.check" and rec["key"] == step_key("scripts.check", ["export-hf"])
+    assert rec["module"] == "scripts.check" and rec["key"] == step_key("scripts.check", ["fetch-transformer"])
     assert rec["seconds"] == pytest.approx(rec["end"] - rec["start"], abs=0.01) and rec["seconds"] > 0
     # weasel's lock holds the lines as run; a line with other arguments is another call
-    lock = {"check": {"script": ["python -m scripts.check export-hf"]},
+    lock = {"check": {"script": ["python -m scripts.check fetch-transformer"]},
             "other": {"script": ["python -m scripts.check train"]}}
     times = command_times(lock, read_step_log(fresh_clone / "metrics" / "steps.jsonl"))
     assert times == {"check": {"seconds": rec["seconds"], "finished": rec["end"]},

@@ -80,7 +80,7 @@ def record_step(log: Path, module: str, args: Sequence[str], start: float, end: 
 
 
 def install_step_timer(start: Optional[float] = None) -> None:
-    """Record this process in the step log when it exits, if it runs a `scripts.*` module.
+    """Record this process in the step log when it exits successfully, if it runs a `scripts.*` module.
 
     Called when the `scripts` package is imported; does nothing for any other
     program (pytest importing a script, say), or when BIOMED_STEP_LOG is "0".
@@ -88,8 +88,25 @@ def install_step_timer(start: Optional[float] = None) -> None:
     start (Optional[float]): When the process started (default: now).
     """
     started = time.time() if start is None else start
+    # Only a step that succeeded is timed: a refused or failed step made nothing for the
+    # summary, and writes nothing (not even this log). sys.exit (msg.fail, click) and an
+    # uncaught exception are how a step fails (scripts exit through sys.exit, not `raise SystemExit`).
+    failed = {"code": None}
+    real_exit, real_hook = sys.exit, sys.excepthook
+
+    def _exit(code: Any = None) -> None:
+        failed["code"] = code
+        real_exit(code)
+
+    def _hook(*exc_info: Any) -> None:
+        failed["code"] = 1
+        real_hook(*exc_info)
+
+    sys.exit, sys.excepthook = _exit, _hook
 
     def _record() -> None:
+        if failed["code"] not in (None, 0):
+            return
         main = sys.modules.get("__main__")
         spec = getattr(main, "__spec__", None)
         module = getattr(spec, "name", "") or ""

@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
 
@@ -244,3 +245,20 @@ def prodigy_task(
     if timestamp is not None:
         task["_timestamp"] = timestamp
     return task
+
+
+def parse_time(value: Any) -> Optional[float]:
+    """A tool's timestamp as seconds since the epoch: ISO 8601 (Label Studio 1.x,
+    Argilla), epoch seconds (Label Studio 0.x) or epoch milliseconds (pandas).
+
+    value (Any): The timestamp as exported.
+    RETURNS (Optional[float]): Seconds, or None when it is not a timestamp.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value / 1000.0 if value > 1e11 else float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None

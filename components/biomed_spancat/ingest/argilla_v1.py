@@ -27,10 +27,9 @@ that name people are not copied.
 """
 
 import json
-from datetime import datetime
 from typing import Any, Dict, Iterator, List, Optional
 
-from ._bridge import prodigy_task, scrub_meta
+from ._bridge import parse_time, prodigy_task, scrub_meta
 from .tasks import Origin, Task, pseudonym
 
 __all__ = ["v1_tasks", "tokens_for"]
@@ -58,17 +57,6 @@ def tokens_for(text: str, tokens: Any) -> Optional[List[Dict[str, Any]]]:
         out.append({"text": token, "start": start, "end": start + len(token), "id": i, "ws": False})
         pos = start + len(token)
     return out if pos == len(text) else None
-
-
-def _timestamp(value: Any) -> Optional[float]:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value / 1000.0 if value > 1e11 else float(value)  # pandas writes epoch milliseconds
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
 
 
 def _spans(entities: Any, where: str) -> List[Dict[str, Any]]:
@@ -136,7 +124,7 @@ def v1_tasks(origin: Origin, data: Dict[str, Any], dataset: str) -> Iterator[Tas
     meta: Dict[str, Any] = {"source": "argilla", "dataset": dataset, "record_id": str(record_id)}
     for key, value in _metadata(data.get("metadata")).items():
         meta.setdefault(key, value)
-    task = prodigy_task(text, spans, who, meta, timestamp=_timestamp(data.get("event_timestamp")))
+    task = prodigy_task(text, spans, who, meta, timestamp=parse_time(data.get("event_timestamp")))
     tokens = tokens_for(text, data.get("tokens"))
     if tokens is not None:
         task["tokens"] = tokens

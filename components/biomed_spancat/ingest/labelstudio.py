@@ -34,11 +34,10 @@ they are converted to Python's code points, checked against each region's
 `text`.
 """
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ._bridge import iter_records, prodigy_task, scrub_meta
+from ._bridge import iter_records, parse_time, prodigy_task, scrub_meta
 from .readers import ReadOptions, register_reader
 from .sniff import describe, peek, record_kind
 from .tasks import IngestError, Origin, Task, pseudonym
@@ -94,21 +93,9 @@ def _annotator(completed_by: Any) -> Optional[str]:
     return pseudonym(completed_by, FORMAT)
 
 
-def _time(value: Any) -> Optional[float]:
-    """ISO 8601 (1.x) or epoch seconds (0.x) as seconds since the epoch."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
 def _timestamp(annotation: Dict[str, Any]) -> Optional[float]:
     for key in ("updated_at", "created_at"):
-        value = _time(annotation.get(key))
+        value = parse_time(annotation.get(key))
         if value is not None:
             return value
     return None
@@ -214,7 +201,7 @@ def _review(annotation: Dict[str, Any]) -> Optional[bool]:
     reviews = [r for r in annotation.get("reviews") or [] if isinstance(r, dict) and "accepted" in r]
     if not reviews:
         return None
-    latest = max(enumerate(reviews), key=lambda ir: (_time(ir[1].get("created_at")) or 0.0, ir[0]))[1]
+    latest = max(enumerate(reviews), key=lambda ir: (parse_time(ir[1].get("created_at")) or 0.0, ir[0]))[1]
     return bool(latest.get("accepted"))
 
 
