@@ -118,3 +118,22 @@ def project_root() -> Path:
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU with cupy (skipped with 'no GPU' otherwise)")
     config.addinivalue_line("markers", "slow: builds venvs or trains; still part of the default run")
+
+
+def convert_cli(*args):
+    """Run scripts/convert.py's CLI in-process (loaded by path: the project root need not be
+    on sys.path under pytest); `result.text` is its output on one line (wasabi wraps long
+    lines, so messages are compared single-spaced)."""
+    import importlib.util
+
+    import typer
+    from typer.testing import CliRunner
+
+    spec = importlib.util.spec_from_file_location("convert_script", ROOT / "scripts" / "convert.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app = typer.Typer()
+    app.command()(module.main)
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    result.text = " ".join(result.output.split())
+    return result

@@ -4,7 +4,6 @@ says where each shape comes from): exact ledgers, binary and partial answers,
 several answers to one input, no annotator identity in any output, and a
 non-zero exit when a source gives nothing."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,9 +12,7 @@ from pathlib import Path
 
 import pytest
 import spacy
-import typer
 from spacy.tokens import DocBin
-from typer.testing import CliRunner
 
 from biomed_spancat.ingest.convert import ConvertOptions, convert
 from biomed_spancat.ingest.prodigy_db import write_prodigy_sqlite
@@ -42,20 +39,7 @@ def lines(path):
     return [json.loads(x) for x in Path(path).read_text(encoding="utf8").splitlines()]
 
 
-def _script_main():
-    # load scripts/convert.py by path: the project root need not be on sys.path under pytest
-    spec = importlib.util.spec_from_file_location("convert_script_answers", ROOT / "scripts" / "convert.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def cli(*args):
-    app = typer.Typer()
-    app.command()(_script_main())
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    result.text = " ".join(result.output.split())
-    return result
+from conftest import convert_cli as cli  # noqa: E402
 
 
 # name, options, (read, kept, rejected, merged, duplicates), rejected_by_reason, binary_answers, merge

@@ -1,6 +1,5 @@
 """The convert step end to end (biomed_spancat.ingest.convert, scripts/convert.py)."""
 
-import importlib.util
 import json
 import os
 from collections import Counter
@@ -8,9 +7,7 @@ from pathlib import Path
 
 import pytest
 import spacy
-import typer
 from spacy.tokens import DocBin
-from typer.testing import CliRunner
 
 from biomed_spancat.ingest.convert import ConvertOptions, convert
 from biomed_spancat.ingest.merge import Grouper
@@ -36,21 +33,7 @@ def span_set(docs, key="sc"):
     return Counter((d.text, s.start_char, s.end_char, s.label_) for d in docs for s in d.spans.get(key, []))
 
 
-def _script_main():
-    # load scripts/convert.py by path: the project root need not be on sys.path under pytest
-    spec = importlib.util.spec_from_file_location("convert_script", ROOT / "scripts" / "convert.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def cli(*args):
-    app = typer.Typer()
-    app.command()(_script_main())
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    # wasabi wraps long lines: compare on single-spaced text
-    result.text = " ".join(result.output.split())
-    return result
+from conftest import convert_cli as cli  # noqa: E402
 
 
 def test_every_task_is_accounted_for(tmp_path):
