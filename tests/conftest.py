@@ -2,6 +2,7 @@
 CRAFT when present (mirror or fetched asset), and the project root."""
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -137,3 +138,15 @@ def convert_cli(*args):
     result = CliRunner().invoke(app, [str(a) for a in args])
     result.text = " ".join(result.output.split())
     return result
+
+
+def copy_project(dest: Path, extra=()) -> Path:
+    """Copy what a clone of the project holds into `dest`: project.yml, configs/, scripts/
+    and components/ (the commands' deps name the package code), plus `extra` folders;
+    nothing generated (no __pycache__, egg-info or build folders)."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "project.yml", dest / "project.yml")
+    for folder in ("configs", "scripts", "components", *extra):
+        shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+    return dest

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import spacy
 from spacy.tokens import DocBin
+from conftest import copy_project
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORT = ROOT / "tests" / "data" / "byod" / "clinical_notes.jsonl"
@@ -24,11 +25,7 @@ CRAFT_LABELS = {"CHEBI", "CL", "GO_BP", "GO_CC", "GO_MF", "MONDO", "MOP", "NCBIT
 def own_run(tmp_path_factory, tiny_bert):
     from weasel.cli.run import project_run
 
-    root = tmp_path_factory.mktemp("byod")
-    shutil.copy(ROOT / "project.yml", root / "project.yml")
-    # deps name the package code, so the project copy holds it (as a clone does)
-    for folder in ("configs", "scripts", "components"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+    root = copy_project(tmp_path_factory.mktemp("byod"))
     export = root / "my_export.jsonl"
     shutil.copy(EXPORT, export)
     overrides = {

@@ -4,7 +4,6 @@ PGPASSWORD or a password file (libpq's ~/.pgpass). Uses the real, throwaway
 server of test_ingest_postgres.py (skipped, with the reason, without it)."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from spacy.tokens import DocBin
 from biomed_spancat.ingest.pgsource import dsn_secrets, has_password, resolve_dsn, scrub_dsn
 from biomed_spancat.ingest.tasks import IngestError
 from test_ingest_postgres import PASSWORD, pg_server  # noqa: F401 (the fixture)
+from conftest import copy_project
 
 ROOT = Path(__file__).resolve().parent.parent
 WEASEL = str(Path(sys.executable).parent / "weasel")
@@ -26,13 +26,7 @@ DATASETS = "limbs,eval:answers"
 
 @pytest.fixture()
 def project(tmp_path):
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(ROOT / "project.yml", root / "project.yml")
-    # deps name the package code, so the project copy holds it (as a clone does)
-    for folder in ("configs", "scripts", "components"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
-    return root
+    return copy_project(tmp_path / "project")
 
 
 def weasel_convert(root, source, env_extra, *extra):

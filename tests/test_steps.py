@@ -4,7 +4,6 @@ that makes it, in a fresh clone."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from biomed_spancat.steps import (
     script_keys,
     step_key,
 )
+from conftest import copy_project
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,10 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def fresh_clone(tmp_path):
     """What a fresh clone has: project.yml, configs, scripts, the package code and the shipped
     sample; nothing made."""
-    shutil.copy(ROOT / "project.yml", tmp_path / "project.yml")
-    for folder in ("configs", "scripts", "components", "assets/craft_sample"):
-        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    return tmp_path
+    return copy_project(tmp_path, extra=("assets/craft_sample",))
 
 
 def _config(root, overrides=None):

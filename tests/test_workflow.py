@@ -8,7 +8,6 @@ folder that is not the project.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import srsly
 from spacy.tokens import DocBin
 from thinc.api import Config
+from conftest import copy_project
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEEL = "packages/en_biomed_spancat-0.1.0/dist/en_biomed_spancat-0.1.0-py3-none-any.whl"
@@ -56,12 +56,7 @@ def project_run(tmp_path_factory, tiny_bert):
     """Run `weasel run all` once on a copy of the project; return its folder."""
     from weasel.cli.run import project_run
 
-    root = tmp_path_factory.mktemp("project")
-    for name in ("project.yml",):
-        shutil.copy(ROOT / name, root / name)
-    # components/ too: the package code is in the commands' deps (the run imports the installed one)
-    for folder in ("configs", "scripts", "components"):
-        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
+    root = copy_project(tmp_path_factory.mktemp("project"))
     sample = root / "assets" / "craft_sample"
     sample.mkdir(parents=True)
     cut_jsonl(ROOT / "assets/craft_sample/train.jsonl", sample / "train.jsonl", 10)

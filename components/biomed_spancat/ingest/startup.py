@@ -31,6 +31,16 @@ class _HideTorch(importlib.abc.MetaPathFinder):
 
 
 @contextmanager
+def _first_on_meta_path(finder: importlib.abc.MetaPathFinder) -> Iterator[None]:
+    """Within the block, `finder` is asked first for every import."""
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+@contextmanager
 def torch_hidden() -> Iterator[None]:
     """Within the block, `import torch` raises ImportError (a no-op when torch
     is already loaded, as under pytest). Use it around the first import of
@@ -38,12 +48,8 @@ def torch_hidden() -> Iterator[None]:
     if "torch" in sys.modules:
         yield
         return
-    finder = _HideTorch()
-    sys.meta_path.insert(0, finder)
-    try:
+    with _first_on_meta_path(_HideTorch()):
         yield
-    finally:
-        sys.meta_path.remove(finder)
 
 
 _CLI_STUBS = ("spacy.cli", "spacy.cli.info")
@@ -77,12 +83,10 @@ def spacy_cli_deferred() -> Iterator[None]:
     if "spacy" in sys.modules:
         yield
         return
-    finder = _DeferSpacyCli()
-    sys.meta_path.insert(0, finder)
     try:
-        yield
+        with _first_on_meta_path(_DeferSpacyCli()):
+            yield
     finally:
-        sys.meta_path.remove(finder)
         for name in _CLI_STUBS:
             module = sys.modules.get(name)
             if module is not None and isinstance(getattr(module, "__loader__", None), _DeferSpacyCli):
