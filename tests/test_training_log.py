@@ -129,3 +129,25 @@ def test_on_a_terminal_a_bar_with_words_per_second_and_eta():
     assert re.search(r"training:\s+50%\|.*\| 151/300 \[", bar)
     assert re.search(r"<\d\d:\d\d, [\d.]+ ?[k]?step/s, [\d,]+ words/s\]", bar)
     assert "step 0/300" not in out.getvalue()  # no progress lines beside a bar
+
+
+def test_progress_lines_between_rows_in_a_log():
+    """Not a terminal: besides the line after each row, one every `log_every` seconds (0 here:
+    after every step), with the step spaCy is at, so a log of a long run shows it moving."""
+    log_step, finalize, out, _ = _setup(_nlp(transformer=False), log_every=0)
+    log_step(_info(0, {"tok2vec": 5.0, "spancat": 2.0}, words=100, seconds=0))
+    for _ in range(99):
+        log_step(None)
+    log_step(_info(100, {"tok2vec": 800.0, "spancat": 300.0}, words=10100, seconds=10))
+    finalize()
+    steps = [int(m) for m in re.findall(r"step (\d+)/300 \(\d+%\), [\d,?]+ words/s", out.getvalue())]
+    assert steps == [0] + list(range(1, 100)) + [100]
+
+
+def test_no_lines_between_rows_when_log_every_is_negative():
+    log_step, finalize, out, _ = _setup(_nlp(transformer=False), log_every=-1)
+    log_step(_info(0, {"tok2vec": 5.0, "spancat": 2.0}, words=100, seconds=0))
+    for _ in range(99):
+        log_step(None)
+    finalize()
+    assert re.findall(r"step (\d+)/300", out.getvalue()) == ["0"]

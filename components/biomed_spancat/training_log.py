@@ -11,13 +11,15 @@ read 282,824 at step 100 beside a spancat loss of a few hundred.
 by the number of steps it was summed over (so rows compare, the first one
 too), and keeps a progress bar over all training steps with words/s and the
 time left between evaluations. On a terminal the bar redraws in place; in a
-log (no terminal) one progress line follows each row instead.
+log (no terminal) one progress line follows each row, and one more every
+`log_every` seconds between rows.
 
 Registered through the `spacy_loggers` entry point.
 """
 
 import sys
 import textwrap
+import time
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 import tqdm
@@ -64,7 +66,11 @@ def progress_line(step: int, max_steps: int, words: int, seconds: float) -> str:
 
 
 def console_logger(
-    progress_bar: bool = True, per_step: bool = True, legend: bool = True, refresh: float = 0.5
+    progress_bar: bool = True,
+    per_step: bool = True,
+    legend: bool = True,
+    refresh: float = 0.5,
+    log_every: float = 60.0,
 ) -> Callable[[Language, IO, IO], Tuple[Callable[[Optional[Dict[str, Any]]], None], Callable[[], None]]]:
     """Registered as `biomed.ConsoleLogger.v1`: spaCy's training table, made readable.
 
@@ -74,6 +80,8 @@ def console_logger(
     per_step (bool): Divide each loss by the steps it was summed over.
     legend (bool): Print what the columns mean before the table.
     refresh (float): At most one redraw of the bar in this many seconds.
+    log_every (float): Without a terminal, a progress line between rows every
+        this many seconds (0: after every step; negative: only after rows).
     RETURNS (Callable): spaCy's logger set-up: (nlp, stdout, stderr) -> (log_step, finalize).
     """
 
@@ -101,7 +109,8 @@ def console_logger(
                 write(textwrap.fill(legend_text.format(trf=trf[0].upper()), width=88))
         write(msg.row(cols, widths=widths, aligns=aligns, spacing=2))
         write(msg.row(["-" * w for w in widths], spacing=2))
-        state: Dict[str, Any] = {"last_step": -1, "bar": None, "words_per_step": None}
+        state: Dict[str, Any] = {"last_step": -1, "bar": None, "words_per_step": None,
+                                 "steps": 0, "start": time.monotonic(), "last_line": time.monotonic()}
         bar: Optional[tqdm.tqdm] = None
         if progress_bar:
             # disable=None: drawn on a terminal only; logs get progress lines
@@ -109,13 +118,23 @@ def console_logger(
                             unit="step", dynamic_ncols=True, desc="training", mininterval=refresh)
 
         def log_step(info: Optional[Dict[str, Any]]) -> None:
+            state["steps"] += 1
             if info is None:
                 if bar is not None and not bar.disable:
                     bar.update(1)
                     rate = bar.format_dict.get("rate")
                     if rate and state["words_per_step"]:
                         bar.set_postfix_str(f"{rate * state['words_per_step']:,.0f} words/s", refresh=False)
+                elif progress_bar and log_every >= 0 and state["words_per_step"] is not None:
+                    now = time.monotonic()
+                    if now - state["last_line"] >= log_every:
+                        # spaCy counts steps from 0: this call is step steps - 1
+                        step = state["steps"] - 1
+                        words = int(state["words_per_step"] * (step + 1))
+                        write("  " + progress_line(step, max_steps, words, now - state["start"]))
+                        state["last_line"] = now
                 return
+            state["last_line"] = time.monotonic()
             step = int(info["step"])
             n_steps = max(1, step - state["last_step"])
             state["last_step"] = step
