@@ -137,6 +137,7 @@ def test_craft_workflow_runs_end_to_end_on_a_tiny_corpus(tmp_path, tiny_bert):
         "vars.craft_warmup_steps": 1,
         "vars.cnn_max_steps": 4,
         "vars.bio_max_steps": 2,
+        "vars.gliner_max_steps": 2,
     }
     with inside(root):
         project_run(root, "craft", overrides=overrides, capture=False)
@@ -151,13 +152,15 @@ def test_craft_workflow_runs_end_to_end_on_a_tiny_corpus(tmp_path, tiny_bert):
     table = (root / "metrics/craft/results.md").read_text()
     lines = table.splitlines()
     assert lines[0] == "CRAFT test split; trained on CRAFT train, threshold tuned on CRAFT dev (`weasel run craft`)"
-    assert [line.split(" | ")[0] for line in lines[4:7]] == [
+    assert [line.split(" | ")[0] for line in lines[4:8]] == [
         "| spancat over the transformer (this project)",
         "| spaCy CNN spancat",
         "| BIO token classification",
+        "| GLiNER, its own training",
     ]
     assert lines[-1] == (
-        "From `metrics/craft/test.json`, `metrics/craft/baseline-cnn-test.json`, `metrics/craft/baseline-bio-test.json`."
+        "From `metrics/craft/test.json`, `metrics/craft/baseline-cnn-test.json`, "
+        "`metrics/craft/baseline-bio-test.json`, `metrics/craft/baseline-gliner-test.json`."
     )
     # the package built from CRAFT was installed and evaluated on test
     assert json.loads((root / "metrics/craft/package-test.json").read_text())["spans"]["gold"] == 3

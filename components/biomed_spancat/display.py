@@ -1,4 +1,4 @@
-"""What code written for NER pipelines and displaCy see: `doc.ents` from the spans, label colours.
+"""What code written for NER pipelines and displaCy see: the spans kept, `doc.ents` from them, label colours.
 
 spancat writes overlapping, scored spans to `doc.spans[key]`; `doc.ents`
 cannot overlap, so code written for scispaCy or spaCy's NER models gets
@@ -6,7 +6,10 @@ nothing from it. The `biomed_spans_to_ents_v1` factory fills `doc.ents` from
 the spans with a stated policy for overlaps. `label_colors` gives displaCy a
 colour for each CRAFT label and a stable colour for any other label; the
 package registers it under the `spacy_displacy_colors` entry point, which
-displaCy reads, and the component adds the labels it meets.
+displaCy reads, and the component adds the labels it meets. The
+`biomed_span_filter_v1` factory decides which of spancat's spans are kept:
+a threshold per label (tuned on dev by `tune-threshold`) and a policy for
+spans of one label that overlap each other.
 
 Shipped inside the packaged pipeline (`spacy package --code`), so this module
 imports nothing from the project: only spaCy.
@@ -16,18 +19,21 @@ import hashlib
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+import numpy
 import srsly
 
 from spacy.language import Language
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc, Span, SpanGroup
 from spacy.util import registry
 
 __all__ = [
-    "CRAFT_COLORS", "POLICIES", "SpansToEnts", "label_color", "label_colors", "make_spans_to_ents",
-    "register_label_colors", "select_ents",
+    "CRAFT_COLORS", "POLICIES", "SAME_LABEL_POLICIES", "SpanFilter", "SpansToEnts", "filter_spans",
+    "label_color", "label_colors", "make_span_filter", "make_spans_to_ents", "register_label_colors",
+    "select_ents",
 ]
 
 POLICIES = ("score", "longest", "first")
+SAME_LABEL_POLICIES = ("keep", "best")
 
 # CRAFT's concept types (displaCy upper-cases the keys when it looks them up)
 CRAFT_COLORS: Dict[str, str] = {
@@ -270,3 +276,104 @@ class SpansToEnts:
         if cfg.exists():
             self._remember(srsly.read_json(cfg).get("known_labels", []))
         return self
+
+
+def filter_spans(
+    spans: Sequence[Span],
+    scores: Optional[Sequence[float]],
+    thresholds: Optional[Dict[str, float]] = None,
+    same_label: str = "keep",
+) -> Tuple[List[Span], List[float]]:
+    """The spans a per-label threshold and the same-label policy keep.
+
+    spans (Sequence[Span]): spancat's spans (any order; may overlap).
+    scores (Optional[Sequence[float]]): One score per span; None counts every span as 1.0.
+    thresholds (Optional[Dict[str, float]]): Label -> the lowest score kept; a
+        label not listed keeps every span (spancat's own threshold applied already).
+    same_label (str): "keep" every span, or "best": of spans with one label that
+        share a token, keep the highest scored (then the longest, then the leftmost).
+    RETURNS (Tuple[List[Span], List[float]]): The kept spans and their scores, in the
+        input's order.
+    """
+    if same_label not in SAME_LABEL_POLICIES:
+        raise ValueError(f"same_label must be one of {', '.join(SAME_LABEL_POLICIES)}, got {same_label!r}")
+    if scores is None:
+        scores = [1.0] * len(spans)
+    if len(scores) != len(spans):
+        raise ValueError(f"{len(spans)} spans but {len(scores)} scores: the scores must align with the spans")
+    thresholds = thresholds or {}
+    keep = [i for i, span in enumerate(spans) if float(scores[i]) >= thresholds.get(span.label_, float("-inf"))]
+    if same_label == "best":
+        order = sorted(keep, key=lambda i: _sort_key("score", spans[i], float(scores[i])))
+        claimed: Dict[str, set] = {}
+        chosen = set()
+        for i in order:
+            tokens = set(range(spans[i].start, spans[i].end))
+            taken = claimed.setdefault(spans[i].label_, set())
+            if tokens & taken:
+                continue
+            taken |= tokens
+            chosen.add(i)
+        keep = [i for i in keep if i in chosen]
+    return [spans[i] for i in keep], [float(scores[i]) for i in keep]
+
+
+@_factory(
+    "biomed_span_filter_v1",
+    assigns=["doc.spans"],
+    default_config={"spans_key": "sc", "thresholds": {}, "same_label": "keep"},
+    default_score_weights={},
+)
+def make_span_filter(
+    nlp: Language, name: str, spans_key: str, thresholds: Dict[str, float], same_label: str
+) -> "SpanFilter":
+    """Keep the spans in `doc.spans[spans_key]` that pass a threshold per label and
+    the same-label policy; the scores in the group's `attrs["scores"]` follow them.
+
+    spans_key (str): The span group spancat writes.
+    thresholds (Dict[str, float]): Label -> the lowest score kept (labels not
+        listed keep spancat's own threshold, which must be the lowest of them).
+    same_label (str): "keep" or "best" (see `filter_spans`).
+    RETURNS (SpanFilter): The component.
+    """
+    return SpanFilter(name, spans_key=spans_key, thresholds=thresholds, same_label=same_label)
+
+
+class SpanFilter:
+    """Filter a span group in place by per-label thresholds and a same-label overlap policy."""
+
+    def __init__(
+        self,
+        name: str = "span_filter",
+        *,
+        spans_key: str = "sc",
+        thresholds: Optional[Dict[str, float]] = None,
+        same_label: str = "keep",
+    ) -> None:
+        if same_label not in SAME_LABEL_POLICIES:
+            raise ValueError(f"[{name}] same_label must be one of {', '.join(SAME_LABEL_POLICIES)}, got {same_label!r}")
+        for label, value in (thresholds or {}).items():
+            if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"[{name}] the threshold of {label!r} must be a number from 0 to 1, got {value!r}")
+        self.name = name
+        self.spans_key = spans_key
+        self.thresholds = {label: float(value) for label, value in (thresholds or {}).items()}
+        self.same_label = same_label
+
+    def __call__(self, doc: Doc) -> Doc:
+        if self.spans_key not in doc.spans:
+            return doc
+        group = doc.spans[self.spans_key]
+        scores = group.attrs.get("scores")
+        spans, kept_scores = filter_spans(list(group), scores, self.thresholds, self.same_label)
+        if len(spans) == len(group):
+            return doc
+        attrs = dict(group.attrs)
+        if scores is not None:
+            attrs["scores"] = numpy.asarray(kept_scores, dtype="float32")
+        doc.spans[self.spans_key] = SpanGroup(doc, name=self.spans_key, attrs=attrs, spans=spans)
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], batch_size: int = 128) -> Iterable[Doc]:
+        for doc in stream:
+            yield self(doc)

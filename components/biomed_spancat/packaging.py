@@ -43,6 +43,7 @@ PACKAGE_ENTRY_POINTS = {
     "spacy_factories": {
         "biomed_sentencizer_v1": "sentences:make_biomed_sentencizer",
         "biomed_spans_to_ents_v1": "display:make_spans_to_ents",
+        "biomed_span_filter_v1": "display:make_span_filter",
     },
 }
 SETUP_ENTRY_POINTS = "entry_points={'spacy_models': ['{m} = {m}'.format(m=model_name)]}"
