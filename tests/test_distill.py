@@ -151,6 +151,26 @@ def test_soft_labels_are_every_candidate_and_label_above_the_floor(teacher):
     assert {e - s for s, e, _ in got} <= {1, 2}
 
 
+def test_a_transformer_teachers_soft_labels_are_its_pipeline_scores(tiny_bert):
+    """The project's own config (transformer + listener) over the tiny BERT: the
+    teacher run component by component scores what the whole pipeline scores."""
+    fix_random_seed(0)
+    config = load_config(ROOT / "configs" / "spancat.cfg", overrides={"paths.transformer": str(tiny_bert)}, interpolate=True)
+    nlp = load_model_from_config(config, auto_fill=True)
+    train_in_process(nlp, gold_docs(nlp.vocab), 2)
+    docs = gold_docs(spacy.blank("en").vocab)[:3]
+    soft = list(attach_soft_labels(nlp, docs, "sc", floor=0.3, batch_size=2))
+    nlp.get_pipe("spancat").cfg["threshold"] = 0.3  # the whole pipeline keeps what the floor keeps
+    for doc in soft:
+        pred = nlp(Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]))
+        expected = {(s.start, s.end, s.label_): score for s, score in zip(pred.spans["sc"], pred.spans["sc"].attrs["scores"])}
+        group = doc.spans["sc_teacher"]
+        got = {(s.start, s.end, s.label_): score for s, score in zip(group, group.attrs["scores"])}
+        assert got.keys() == expected.keys()
+        assert_allclose([got[k] for k in expected], list(expected.values()), rtol=1e-5)
+    assert sum(len(d.spans["sc_teacher"]) for d in soft) > 0
+
+
 def test_soft_label_floor_must_be_a_probability(teacher):
     with pytest.raises(AssistError, match=r"the floor must be in \(0, 1\), got 0.0"):
         list(attach_soft_labels(spacy.load(teacher), [], "sc", floor=0.0))
