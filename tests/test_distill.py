@@ -437,3 +437,15 @@ def test_short_distilled_run_through_the_scripts(tmp_path, teacher):
     ]
     assert any(line.startswith("F gap closed by the distilled CPU model (soft labels): dev") for line in table)
     assert any(line.startswith("Target met: **") and "judged on the distilled CPU model" in line for line in table)
+
+
+def test_the_spans_key_reaches_the_student():
+    from biomed_spancat.gpu import set_spans_key
+
+    config = set_spans_key(spacy.util.load_config(STUDENT_CONFIG, interpolate=False), "gold")
+    assert config["components"]["spancat"]["spans_key"] == "gold"
+    assert config["training"]["score_weights"]["spans_gold_f"] == 1.0
+    assert config["training"]["score_weights"]["spans_sc_f"] is None
+    # and the teacher's group follows the key
+    nlp = load_model_from_config(config, auto_fill=True)
+    assert nlp.get_pipe("spancat").teacher_key == "gold_teacher"
