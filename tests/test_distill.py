@@ -301,6 +301,13 @@ def test_a_trained_student_saves_loads_and_predicts_like_spancat(tmp_path, teach
     pipe.cfg["threshold"] = 0.0  # every candidate comes out, with its score
     doc = loaded("Pax6 marks lens cells.")
     assert len(doc.spans["sc"]) == len(doc.spans["sc"].attrs["scores"]) > 0
+    # a fresh process finds the factory through the package's entry point (no project import)
+    import subprocess
+    import sys
+
+    code = "import sys, spacy; print(type(spacy.load(sys.argv[1]).get_pipe('spancat')).__name__)"
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "student")], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "SpanCategorizerStudent"
 
 
 # --- the student's config ------------------------------------------------------------------
