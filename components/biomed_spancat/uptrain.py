@@ -5,9 +5,10 @@ the comparison that says whether it was worth it.
     held-out export -> split by document -> unlabelled.jsonl (text only) + test.spacy
     unlabelled.jsonl -> preannotate (transformer) -> silver.spacy
     train.spacy + silver.spacy -> gold_silver.spacy -> CPU model
-    compare: transformer vs CPU (gold only) vs CPU (gold + silver): spans F
+    compare: transformer vs CPU (gold only) vs CPU (gold + silver) [vs CPU
+             distilled from the teacher's soft labels, distill.py]: spans F
              on the same dev and test data, CPU words/sec, and the target
-             (half the F gap closed at ten times the transformer's speed)
+             (half the F gap closed at five times the transformer's speed)
 
 The unlabelled text must be held out of everything the models are trained or
 scored on: its silver labels come from the transformer, so text it was
