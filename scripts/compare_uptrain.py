@@ -1,5 +1,6 @@
-"""Compare the transformer pipeline, the CPU model trained on gold only and
-the CPU model trained on gold + silver: spans F on the same dev (and test)
+"""Compare the transformer pipeline, the CPU model trained on gold only,
+the CPU model trained on gold + silver and (with --distilled) the CPU model
+trained on the teacher's soft labels: spans F on the same dev (and test)
 data and CPU words/sec, against the uptraining target; JSON + a markdown table."""
 from pathlib import Path
 from typing import Optional
@@ -23,6 +24,7 @@ def main(
     spans_key: str = typer.Option("sc", "--spans-key", help="Key in doc.spans"),
     batch_size: int = typer.Option(64, "--batch-size", help="Docs per batch, the same for every model"),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Timed passes per model (median words/sec)"),
+    distilled: str = typer.Option("", "--distilled", help="The CPU model trained on the teacher's soft labels (an extra row); '' leaves it out"),
 ):
     eval_sets = {"dev": dev}
     if test:
@@ -34,6 +36,8 @@ def main(
         ("cpu_gold", "CPU CNN, gold only", cpu_gold),
         ("cpu_uptrained", "CPU CNN, gold + silver", cpu_uptrained),
     ]
+    if distilled:
+        models.append(("cpu_distilled", "CPU CNN, distilled (teacher's soft labels)", distilled))
     try:
         result = compare_uptrain(models, eval_sets, spans_key, batch_size, preannotate_report, repeats)
     except AssistError as err:

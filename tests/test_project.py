@@ -75,7 +75,7 @@ def test_paths_and_keys_are_defined_once():
         assert wheel in by_name[name]["deps"] and wheel in by_name[name]["script"][0]
     assert by_name["craft-package"]["outputs_no_cache"] == ["packages/craft/" + wheel[len("packages/"):]]
     # the spans key reaches every training command
-    for name in ("train", "craft-train", "train-cnn", "craft-train-cnn", "train-cpu-gold", "train-cpu-uptrained"):
+    for name in ("train", "craft-train", "train-cnn", "craft-train-cnn", "train-cpu-gold", "train-cpu-uptrained", "train-cpu-distilled"):
         scripts = [s for s in by_name[name]["script"] if "scripts.train " in s]
         assert scripts and all("--spans-key gold" in s for s in scripts), name
     raw = (ROOT / "project.yml").read_text(encoding="utf8")

@@ -456,7 +456,8 @@ def set_spans_key(config: Config, spans_key: str) -> Config:
     components = data.get("components", {})
     old_keys = set()
     for name, block in components.items():
-        if isinstance(block, dict) and block.get("factory") == "spancat":
+        # the distilled student (student.py) is a spancat too
+        if isinstance(block, dict) and block.get("factory") in ("spancat", "biomed_spancat_student_v1"):
             old_keys.add(block.get("spans_key", "sc"))
             block["spans_key"] = spans_key
     if not old_keys:
