@@ -8,15 +8,14 @@ from wasabi import msg
 
 from biomed_spancat.export_hf import (
     FORMATS,
-    POLICIES,
     SUBWORD_MODES,
     TAGS_COLUMN,
     TOKENS_COLUMN,
-    ExportError,
     export_from_sources,
     export_hf,
     format_loss_table,
 )
+from biomed_spancat.flatten import POLICIES, ExportError
 
 
 def _pct(share) -> str:

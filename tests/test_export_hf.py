@@ -9,17 +9,19 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.util import registry
 
 from biomed_spancat.export_hf import (
-    ExportError,
     align_wordpieces,
     boundaries_inside_wordpieces,
     export_hf,
+    label_column,
+    record_to_spans,
+)
+from biomed_spancat.flatten import (
+    ExportError,
     flatten_by_priority,
     flatten_first,
     flatten_longest,
     iob_to_spans,
-    label_column,
     make_flattener,
-    record_to_spans,
     spans_to_iob,
 )
 

@@ -20,16 +20,18 @@ from thinc.api import Config
 from typer.testing import CliRunner
 
 from biomed_spancat.suggester import build_biomed_suggester
-from biomed_spancat.suggester_fit import (
+from biomed_spancat.suggester_coverage import (
     analyse_spans,
-    calibrate_rule_risk,
     coverage_report,
-    fit_suggester_config,
-    fit_suggester_settings,
-    holdout_split,
     index_corpus,
     load_docs,
     load_suggester_from_config,
+)
+from biomed_spancat.suggester_fit import (
+    calibrate_rule_risk,
+    fit_suggester_config,
+    fit_suggester_settings,
+    holdout_split,
     write_suggester_config,
 )
 

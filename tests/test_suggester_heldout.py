@@ -7,7 +7,8 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span
 
 from biomed_spancat.suggester import build_biomed_suggester
-from biomed_spancat.suggester_fit import coverage_report, fit_suggester_config, fit_suggester_settings
+from biomed_spancat.suggester_coverage import coverage_report
+from biomed_spancat.suggester_fit import fit_suggester_config, fit_suggester_settings
 from biomed_spancat.suggester_heldout import LADDER, document_folds, fit_heldout_settings, plain_ngram_settings
 
 NLP = spacy.blank("en")

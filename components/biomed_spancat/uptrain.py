@@ -65,7 +65,7 @@ def _doc_key(data: Dict[str, Any]) -> str:
 
 
 def _read_tasks(source: str, fmt: Optional[str], datasets: Sequence[str] = ()) -> Any:
-    from .assist import _ingest
+    from .assist.records import _ingest
 
     ConvertOptions, IngestError, resolve_sources, iter_sources = _ingest()
     try:
