@@ -16,6 +16,7 @@ from biomed_spancat.export_hf import (
     format_loss_table,
 )
 from biomed_spancat.flatten import POLICIES, ExportError
+from biomed_spancat.util import DocBinError
 
 
 def _pct(share) -> str:
@@ -61,7 +62,7 @@ def main(
                 f"convert: read {conv['read']} = kept {conv['kept']} + rejected {conv['rejected']} + merged "
                 f"{conv['merged']} + duplicates {conv['duplicates']} (report: {conv['report']})"
             )
-    except ExportError as err:
+    except (ExportError, DocBinError) as err:
         msg.fail(f"export-hf: {err}", exits=1)
     total = report["total"]
     for split, part in report["splits"].items():

@@ -20,6 +20,7 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span, SpanGroup
 from spacy.training import Example
 
+from biomed_spancat.util import DocBinError, PipelineError
 from biomed_spancat.assist import (
     ORDERING,
     AssistError,
@@ -422,9 +423,9 @@ def test_missing_source_and_model_are_named(tmp_path, teacher):
     options = PreannotateOptions(Thresholds(0.9, 0.1), progress=False)
     with pytest.raises(AssistError, match=r"nope\.jsonl: no such file"):
         preannotate([str(tmp_path / "nope.jsonl")], str(teacher), tmp_path / "r.jsonl", tmp_path / "s.spacy", options)
-    with pytest.raises(AssistError, match="en_no_such_model: neither a pipeline directory nor an installed pipeline package"):
+    with pytest.raises(PipelineError, match="en_no_such_model: neither a pipeline directory nor an installed package"):
         load_annotator("en_no_such_model", "sc", 0.1)
-    with pytest.raises(AssistError, match=r"no span categorizer|exactly one span categorizer writing doc.spans\['other'\]"):
+    with pytest.raises(PipelineError, match=r"no span categorizer writing doc.spans\['other'\]; span categorizers: spancat \(key 'sc'\)"):
         load_annotator(teacher, "other", 0.1)
 
 
@@ -438,7 +439,7 @@ def test_gpu_is_asked_through_the_preflight(monkeypatch, teacher):
             raise gpu.GpuUnavailable(f"--gpu-id {gpu_id}: no NVIDIA driver was found")
 
     monkeypatch.setattr(gpu, "preflight", fake_preflight)
-    with pytest.raises(AssistError, match="--gpu-id 0: no NVIDIA driver was found"):
+    with pytest.raises(gpu.GpuUnavailable, match="--gpu-id 0: no NVIDIA driver was found"):
         load_annotator(teacher, "sc", 0.1, gpu_id=0)
     load_annotator(teacher, "sc", 0.1, gpu_id=-1)
     assert asked == [0, -1]
@@ -641,7 +642,7 @@ def test_merge_corpora_concatenates_and_names_missing_files(tmp_path):
     merged = list(DocBin().from_disk(tmp_path / "ab.spacy").get_docs(vocab))
     assert [d.text for d in merged] == [d.text for d in gold_docs(vocab)[:5]]
     assert [len(d.spans["sc"]) for d in merged] == [len(d.spans["sc"]) for d in gold_docs(vocab)[:5]]
-    with pytest.raises(AssistError, match=r"missing\.spacy: no such file"):
+    with pytest.raises(DocBinError, match=r"missing\.spacy: no such file"):
         merge_corpora([tmp_path / "missing.spacy"], tmp_path / "x.spacy")
 
 

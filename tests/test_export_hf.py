@@ -15,6 +15,7 @@ from biomed_spancat.export_hf import (
     label_column,
     record_to_spans,
 )
+from biomed_spancat.util import DocBinError
 from biomed_spancat.flatten import (
     ExportError,
     flatten_by_priority,
@@ -361,11 +362,11 @@ def test_exported_columns_train_a_token_classifier(corpus, tiny_bert, tmp_path):
 
 def test_bad_input_messages(corpus, tmp_path, tiny_bert):
     missing = tmp_path / "nope.spacy"
-    with pytest.raises(ExportError, match=r"nope\.spacy: no such DocBin file"):
+    with pytest.raises(DocBinError, match=r"nope\.spacy: no such file"):
         export_hf({"train": missing}, tmp_path / "o", progress=False)
     garbage = tmp_path / "garbage.spacy"
     garbage.write_bytes(b"not a docbin")
-    with pytest.raises(ExportError, match=r"garbage\.spacy: not a readable DocBin"):
+    with pytest.raises(DocBinError, match=r"garbage\.spacy: not a readable \.spacy DocBin"):
         export_hf({"train": garbage}, tmp_path / "o", progress=False)
     with pytest.raises(ExportError, match=r"train\.spacy: no doc has spans under key 'ents' \(keys found: sc\)"):
         export_hf(corpus, tmp_path / "o", spans_key="ents", progress=False)

@@ -23,6 +23,7 @@ import spacy
 from spacy.tokens import Span
 from spacy.training import Example
 
+from biomed_spancat.util import InputFileError
 from biomed_spancat.hub import (
     CARD_NAME,
     CHART_NAME,
@@ -143,7 +144,8 @@ def tiny_wheel(tiny_package) -> Path:
 @pytest.fixture(scope="session")
 def tiny_metrics(tiny_package, tmp_path_factory) -> Path:
     """The project's evaluation of the packaged pipeline, as evaluate-package writes it."""
-    from biomed_spancat.evaluation import evaluate_pipeline, write_json
+    from biomed_spancat.evaluation import evaluate_pipeline
+    from biomed_spancat.util import write_json
 
     nlp = spacy.load(tiny_package[1])
     result, _ = evaluate_pipeline(nlp, _gold_docs(nlp), "sc", model="en_biomed_spancat",
@@ -542,18 +544,20 @@ def test_baselines_are_tabled_against_the_model(tiny_wheel, tiny_metrics, tmp_pa
 
 
 @pytest.mark.parametrize("content,message", [
-    ("{not json", "line 1: not valid JSON"),
+    ("{not json", "line 1: not valid JSON (Expecting property name"),
     ('{"spans": {"p": 81.2, "r": 0.5, "f": 0.6}, "per_label": {}}', "'spans'.p: 81.2 is not a fraction"),
     ('{"spans": {"p": 0.8, "r": 0.5, "f": 0.6}, "per_label": {"PR": {"p": 0.1, "r": 0.1}}}', "'per_label.PR': no 'f'"),
     ('{"accuracy": 0.9}', "neither the project's metrics"),
     ('{"spans": {"p": 0.8, "r": 0.5, "f": 0.6}, "per_label": {}, "model": {"spans_key": "ents"}}',
      "for spans key 'ents'"),
-    ('[1, 2]', "expected a JSON object"),
+    ('[1, 2]', "expected a JSON object (metrics file), got list"),
 ])
 def test_bad_metrics_name_the_file_and_the_key(tmp_path, content, message):
     path = tmp_path / "package.json"
     path.write_text(content)
-    with pytest.raises(HubError) as err:
+    # an unreadable file is an InputFileError (one type for every step's JSON inputs), bad scores a HubError
+    error = InputFileError if content.startswith(("{not", "[")) else HubError
+    with pytest.raises(error) as err:
         load_metrics(path, "sc")
     assert str(path) in str(err.value) and message in str(err.value)
 

@@ -13,7 +13,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc, Span
 
-from biomed_spancat.evaluation import assemble_metrics, score_docs
+from biomed_spancat.scoring import assemble_metrics, score_docs
 from biomed_spancat.report import (
     FN_COLOR,
     FP_COLOR,

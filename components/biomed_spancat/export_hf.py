@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc
 
+from .util import read_docs
 from .flatten import ExportError, Flattener, SpanTuple, doc_spans, iob_to_spans, make_flattener, spans_to_iob
 
 __all__ = [
@@ -343,16 +344,10 @@ def load_docs(path: Path, spans_key: str, lang: str = "en") -> List[Doc]:
     spans_key (str): The SpanGroup key.
     lang (str): Language of the blank vocab to read into.
     RETURNS (List[Doc]): The docs.
+    RAISES (DocBinError): No such file, or not a DocBin.
+    RAISES (ExportError): No doc has spans under the key.
     """
-    import spacy
-
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: no such DocBin file")
-    try:
-        docs = list(DocBin().from_disk(path).get_docs(spacy.blank(lang).vocab))
-    except Exception as err:  # msgpack / zlib errors have no common base
-        raise ExportError(f"{path}: not a readable DocBin ({type(err).__name__}: {err})") from err
+    docs = read_docs(path, lang=lang)
     keys = {k for doc in docs for k in doc.spans}
     if docs and keys and spans_key not in keys:
         raise ExportError(

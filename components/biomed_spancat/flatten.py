@@ -152,6 +152,8 @@ def spans_to_iob(n_tokens: int, spans: Iterable[SpanTuple]) -> List[str]:
     """
     tags = ["O"] * n_tokens
     for start, end, label in spans:
+        if not 0 <= start < end <= n_tokens:
+            raise ValueError(f"span ({start}, {end}, {label}) is outside a doc of {n_tokens} tokens")
         if any(t != "O" for t in tags[start:end]):
             raise ValueError(f"span {(start, end, label)} overlaps another: flatten first")
         tags[start] = f"B-{label}"
@@ -163,8 +165,8 @@ def spans_to_iob(n_tokens: int, spans: Iterable[SpanTuple]) -> List[str]:
 def iob_to_spans(tags: Sequence[str]) -> List[SpanTuple]:
     """Decode IOB tags back into token spans.
 
-    An "I-X" after "O" or after another label starts a span, as seqeval does,
-    so tags written by hand decode without an error.
+    An "I-X" after "O" or after another label starts a span, as seqeval and
+    conlleval do, so tags written by hand decode without an error.
 
     tags (Sequence[str]): One tag per token.
     RETURNS (List[SpanTuple]): The spans, in order.
@@ -178,6 +180,8 @@ def iob_to_spans(tags: Sequence[str]) -> List[SpanTuple]:
             start, label = None, None
         if prefix == "B" or (prefix == "I" and start is None):
             start, label = i, name
+        elif prefix not in ("I", "O"):
+            raise ValueError(f"token {i}: {tag!r} is not an IOB tag (O, B-LABEL, I-LABEL)")
     return spans
 
 

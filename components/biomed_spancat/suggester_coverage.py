@@ -11,19 +11,17 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
-import spacy
 from spacy.attrs import LOWER, SHAPE
-from spacy.tokens import Doc, DocBin
-from spacy.vocab import Vocab
+from spacy.tokens import Doc
 from thinc.api import Config, NumpyOps, Ops
 
 from .suggester import ROLES
+from .util import read_docs
 
 __all__ = [
     "SUGGESTER_NAME",
     "ROLE_NAMES",
     "SpanCorpus",
-    "load_docs",
     "index_corpus",
     "analyse_spans",
     "candidate_keys",
@@ -37,28 +35,6 @@ __all__ = [
 SUGGESTER_NAME = "biomed.span_suggester.v1"
 ROLE_NAMES = [name for name, _ in ROLES]
 PathLike = Union[str, Path]
-
-
-def load_docs(path: PathLike, vocab: Optional[Vocab] = None, lang: str = "en") -> List[Doc]:
-    """Read every doc of a DocBin file.
-
-    path (PathLike): The .spacy file.
-    vocab (Optional[Vocab]): The vocab to read into; by default a blank
-        `lang` pipeline's, which computes lower-case forms and shapes (a bare
-        `Vocab()` leaves them empty).
-    lang (str): The language of the default vocab.
-    RETURNS (List[Doc]): The docs, in file order.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: DocBin not found")
-    try:
-        doc_bin = DocBin().from_disk(path)
-    except Exception as err:  # a truncated or foreign file: say which one
-        raise ValueError(f"{path}: not a readable DocBin ({err})") from err
-    if vocab is None:
-        vocab = spacy.blank(lang).vocab
-    return list(doc_bin.get_docs(vocab))
 
 
 @dataclass
@@ -350,7 +326,7 @@ def coverage_from_config(
     suggester = load_suggester_from_config(config_path, component)
     raw = Config().from_disk(config_path, interpolate=False)
     lang = raw.get("nlp", {}).get("lang", "en")
-    docs = load_docs(data_path, lang=lang)
+    docs = read_docs(data_path, lang=lang)
     report = coverage_report(suggester, docs, spans_key)
     report["suggester"] = raw["components"][component]["suggester"].get("@misc", "suggester")
     report["config"] = str(config_path)

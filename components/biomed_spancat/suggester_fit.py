@@ -28,9 +28,9 @@ from .suggester_coverage import (
     analyse_spans,
     coverage_report,
     index_corpus,
-    load_docs,
     ngram_coverage,
 )
+from .util import read_docs
 
 __all__ = [
     "FitResult",
@@ -498,7 +498,7 @@ def fit_suggester_config(
     if not Path(base_config).exists():
         raise FileNotFoundError(f"{base_config}: config not found")
     lang = Config().from_disk(base_config, interpolate=False).get("nlp", {}).get("lang", "en")
-    docs = load_docs(train_path, lang=lang)
+    docs = read_docs(train_path, lang=lang)
     if progress is not None:
         progress(f"Read {len(docs):,} docs from {train_path}")
     analysis = analyse_spans(index_corpus(docs, spans_key))

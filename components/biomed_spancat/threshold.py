@@ -19,7 +19,9 @@ from spacy.tokens import Doc
 from thinc.api import Config
 from tqdm import tqdm
 
-from .evaluation import find_spancat, make_pred_doc, score_docs
+from .evaluation import make_pred_doc
+from .scoring import score_docs
+from .util import find_spancat
 
 __all__ = [
     "THRESHOLD_SCHEMA",

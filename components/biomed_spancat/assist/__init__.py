@@ -52,7 +52,7 @@ Modules, in the order data flows through them: `records` (reading, hashes),
 the silver DocBin and the sorted review file), `preannotate` (the step,
 locally or on Ray). Everything a caller needs is importable from here.
 """
-from .annotate import ModelInfo, annotate_records, doc_to_task, load_annotator, load_pipeline, make_doc, use_device
+from .annotate import ModelInfo, annotate_records, doc_to_task, load_annotator, make_doc
 from .preannotate import (
     PREANNOTATE_SCHEMA,
     AnnotatorActor,
@@ -91,8 +91,6 @@ __all__ = [
     "record_from_data",
     "iter_records",
     "split_sentences",
-    "use_device",
-    "load_pipeline",
     "load_annotator",
     "make_doc",
     "doc_to_task",

@@ -1,22 +1,16 @@
 """The pipeline that pre-annotates: loaded with its span categorizer's
 threshold lowered to the low threshold, and a scored Prodigy task per doc.
 """
-import importlib
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import spacy
 from spacy.language import Language
-from spacy.pipeline import SpanCategorizer
 from spacy.tokens import Doc, SpanGroup
 
+from ..util import find_spancat, load_pipeline, use_device
 from .records import SCORE_DECIMALS, AssistError, PathLike, Task, TextRecord, input_hash
 
-ROOT = __package__.rpartition(".")[0]
-
-__all__ = ["ModelInfo", "use_device", "load_pipeline", "load_annotator", "make_doc", "doc_to_task", "annotate_records"]
+__all__ = ["ModelInfo", "load_annotator", "make_doc", "doc_to_task", "annotate_records"]
 
 
 # --- the model ---------------------------------------------------------------
@@ -49,60 +43,6 @@ class ModelInfo:
         }
 
 
-def _find_spancat(nlp: Language, spans_key: str) -> SpanCategorizer:
-    found = [pipe for _, pipe in nlp.pipeline if isinstance(pipe, SpanCategorizer)]
-    matching = [pipe for pipe in found if pipe.key == spans_key]
-    if len(matching) != 1:
-        keys = ", ".join(repr(p.key) for p in found) or "none"
-        raise AssistError(
-            f"the pipeline needs exactly one span categorizer writing doc.spans[{spans_key!r}] "
-            f"(found keys: {keys}; pipeline: {nlp.pipe_names})"
-        )
-    return matching[0]
-
-
-def use_device(gpu_id: int) -> None:
-    """Put thinc on the GPU `gpu_id` (or the CPU for -1) through the project's
-    pre-flight check, which says exactly what is missing when a GPU cannot be
-    used; spaCy's `require_gpu` where that module is absent.
-
-    gpu_id (int): -1 for the CPU, else the CUDA device.
-    RAISES (AssistError): A GPU was asked for and cannot be used.
-    """
-    if importlib.util.find_spec(f"{ROOT}.gpu") is not None:
-        gpu = importlib.import_module(f"{ROOT}.gpu")
-        try:
-            gpu.preflight(gpu_id, echo=False)
-        except gpu.GpuUnavailable as err:
-            raise AssistError(str(err)) from err
-    elif gpu_id >= 0:
-        try:
-            spacy.require_gpu(gpu_id)
-        except Exception as err:
-            raise AssistError(f"--gpu-id {gpu_id}: no usable GPU ({err}); use --gpu-id -1 for the CPU") from err
-
-
-def load_pipeline(model: PathLike) -> Language:
-    """Load a pipeline directory or an installed package name (the packaged pipeline).
-
-    model (PathLike): The directory or package.
-    RETURNS (Language): The pipeline.
-    RAISES (AssistError): Neither a pipeline directory nor an installed package.
-    """
-    name = str(model)
-    path = Path(name)
-    if path.exists():
-        from ..evaluation import load_pipeline_dir
-
-        try:
-            return load_pipeline_dir(path)
-        except ValueError as err:  # not a pipeline, or a damaged file (named)
-            raise AssistError(str(err)) from None
-    if spacy.util.is_package(name):
-        return spacy.load(name)
-    raise AssistError(f"{name}: neither a pipeline directory nor an installed pipeline package")
-
-
 def load_annotator(model: PathLike, spans_key: str, low: float, gpu_id: int = -1) -> Tuple[Language, ModelInfo]:
     """Load the pipeline for pre-annotation: its span categorizer's threshold
     is lowered to `low`, so that it emits every span the routing needs.
@@ -112,12 +52,13 @@ def load_annotator(model: PathLike, spans_key: str, low: float, gpu_id: int = -1
     low (float): The low threshold.
     gpu_id (int): -1 for the CPU, else the CUDA device.
     RETURNS (Tuple[Language, ModelInfo]): The pipeline and what it is.
-    RAISES (AssistError): No such pipeline, or no span categorizer for the key.
+    RAISES (PipelineError): No such pipeline, or no span categorizer for the key.
+    RAISES (GpuUnavailable): A GPU was asked for and cannot be used.
     """
-    use_device(gpu_id)
+    use_device(gpu_id, echo=False)
     name = str(model)
     nlp = load_pipeline(name)
-    spancat = _find_spancat(nlp, spans_key)
+    _, spancat = find_spancat(nlp, spans_key)
     threshold = spancat.cfg.get("threshold")
     spancat.cfg["threshold"] = low
     info = ModelInfo(

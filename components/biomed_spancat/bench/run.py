@@ -153,10 +153,10 @@ def run_bench(
             texts = [d.text for d in docs]
             n_words = sum(len(spacy.blank("en").make_doc(t)) for t in texts)
             if size == "standin":
-                from ..evaluation import load_model
+                from ..util import load_pipeline
 
-                ours = load_model(pipeline)
-                ours32 = load_model(pipeline, {CPU_PRECISION_KEY: "float32"})
+                ours = load_pipeline(pipeline)
+                ours32 = load_pipeline(pipeline, {CPU_PRECISION_KEY: "float32"})
                 ours_name = str(pipeline)
             else:
                 ours = init_untrained(config_on_backbone(config, bb), train_docs)

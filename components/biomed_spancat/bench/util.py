@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..util import InputFileError, read_json_object
+
 __all__ = [
     "BenchSettings",
     "QUICK",
@@ -202,24 +204,20 @@ def read_spans_f(path: Path) -> Dict[str, Any]:
 
     path (Path): The metrics file.
     RETURNS (Dict[str, Any]): p, r, f (0-1) and the source path.
+    RAISES (InputFileError): No such file, not JSON, or no spans F in it.
     """
     path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: metrics file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
-    if isinstance(data, dict) and isinstance(data.get("spans"), dict) and "f" in data["spans"]:
+    data = read_json_object(path, "metrics file")
+    if isinstance(data.get("spans"), dict) and "f" in data["spans"]:
         s = data["spans"]
         return {"p": s.get("p"), "r": s.get("r"), "f": s["f"], "path": str(path)}
-    for d in (data, data.get("performance") if isinstance(data, dict) else None):
+    for d in (data, data.get("performance")):
         if isinstance(d, dict):
             key = next((k for k in d if k.startswith("spans_") and k.endswith("_f")), None)
             if key:
                 stem = key[:-2]
                 return {"p": d.get(stem + "_p"), "r": d.get(stem + "_r"), "f": d[key], "path": str(path)}
-    raise ValueError(f"{path}: no spans F found (expected 'spans.f', 'spans_<key>_f' or 'performance.spans_<key>_f')")
+    raise InputFileError(f"{path}: no spans F found (expected 'spans.f', 'spans_<key>_f' or 'performance.spans_<key>_f')")
 
 
 # --------------------------------------------------------------------------- backbones
