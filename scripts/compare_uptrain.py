@@ -8,7 +8,7 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.assist import AssistError
-from biomed_spancat.uptrain import compare_uptrain, format_markdown
+from biomed_spancat.training.uptrain import compare_uptrain, format_markdown
 from biomed_spancat.util import DocBinError, PipelineError, write_json
 
 

@@ -10,13 +10,13 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.architecture import CPU_PRECISION_KEY
-from biomed_spancat.evaluation import evaluate_pipeline, score_raw_text
-from biomed_spancat.scoring import headline
+from biomed_spancat.pipeline.architecture import CPU_PRECISION_KEY
+from biomed_spancat.evaluation.evaluate import evaluate_pipeline, score_raw_text
+from biomed_spancat.evaluation.scoring import headline
 from biomed_spancat.util import load_pipeline, pct, read_docs, use_device, write_json
 from biomed_spancat.outputs import StepOutputs, verify_input
-from biomed_spancat.report import write_report
-from biomed_spancat.speed import describe_speed
+from biomed_spancat.evaluation.report import write_report
+from biomed_spancat.evaluation.speed import describe_speed
 
 
 def main(

@@ -19,7 +19,7 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.outputs import OutputsError, StepOutputs, file_digest, verify_input
-from biomed_spancat.packaging import MODEL_HASH_KEY, PackagingError, check_wheel
+from biomed_spancat.publish.packaging import MODEL_HASH_KEY, PackagingError, check_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 

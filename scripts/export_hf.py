@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from biomed_spancat.export_hf import (
+from biomed_spancat.evaluation.export_hf import (
     FORMATS,
     SUBWORD_MODES,
     TAGS_COLUMN,
@@ -15,7 +15,7 @@ from biomed_spancat.export_hf import (
     export_hf,
     format_loss_table,
 )
-from biomed_spancat.flatten import POLICIES, ExportError
+from biomed_spancat.evaluation.flatten import POLICIES, ExportError
 from biomed_spancat.util import DocBinError
 
 

@@ -8,7 +8,7 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.outputs import OutputsError, verify_input
-from biomed_spancat.suggester_fit import fit_suggester_config
+from biomed_spancat.training.suggester_fit import fit_suggester_config
 
 
 def main(

@@ -6,7 +6,7 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.assist import AssistError
-from biomed_spancat.uptrain import merge_corpora
+from biomed_spancat.training.uptrain import merge_corpora
 from biomed_spancat.util import DocBinError
 
 

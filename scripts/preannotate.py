@@ -9,7 +9,7 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.assist import AssistError, PreannotateOptions, Thresholds, preannotate
-from biomed_spancat.gpu import GpuUnavailable
+from biomed_spancat.training.gpu import GpuUnavailable
 from biomed_spancat.util import PipelineError
 from biomed_spancat.outputs import OutputsError
 

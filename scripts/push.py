@@ -4,8 +4,8 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from biomed_spancat.hub import DEFAULT_TIMEOUT, HubError, private_install_command, push_folder
-from biomed_spancat.packaging import PackagingError
+from biomed_spancat.publish.hub import DEFAULT_TIMEOUT, HubError, private_install_command, push_folder
+from biomed_spancat.publish.packaging import PackagingError
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 

@@ -11,9 +11,9 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.hub import PLACEHOLDER_NAMESPACE, HubError, stage_hub
+from biomed_spancat.publish.hub import PLACEHOLDER_NAMESPACE, HubError, stage_hub
 from biomed_spancat.outputs import OutputsError, StepOutputs, file_digest, verify_input
-from biomed_spancat.packaging import PackagingError, check_wheel
+from biomed_spancat.publish.packaging import PackagingError, check_wheel
 from biomed_spancat.util import InputFileError
 
 

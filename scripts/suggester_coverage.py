@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.suggester_coverage import coverage_from_config, format_coverage
+from biomed_spancat.training.suggester_coverage import coverage_from_config, format_coverage
 
 
 def main(

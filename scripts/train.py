@@ -15,8 +15,8 @@ from spacy.training.loop import train as train_nlp
 from wasabi import msg
 
 from biomed_spancat.outputs import OutputsError, verify_input
-from biomed_spancat.packaging import training_record
-from biomed_spancat.gpu import (
+from biomed_spancat.publish.packaging import training_record
+from biomed_spancat.training.gpu import (
     GpuConfigError,
     GpuUnavailable,
     check_config_for_device,

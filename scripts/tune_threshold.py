@@ -9,7 +9,7 @@ from wasabi import msg
 
 from biomed_spancat.util import load_pipeline, pct, read_docs, use_device, write_json
 from biomed_spancat.outputs import StepOutputs, verify_input
-from biomed_spancat.threshold import candidate_thresholds, save_with_threshold, tune_threshold
+from biomed_spancat.evaluation.threshold import candidate_thresholds, save_with_threshold, tune_threshold
 
 
 def main(

@@ -430,7 +430,7 @@ def test_missing_source_and_model_are_named(tmp_path, teacher):
 
 
 def test_gpu_is_asked_through_the_preflight(monkeypatch, teacher):
-    gpu = pytest.importorskip("biomed_spancat.gpu")
+    gpu = pytest.importorskip("biomed_spancat.training.gpu")
     asked = []
 
     def fake_preflight(gpu_id, allocator="pytorch", *, echo=True):
@@ -606,7 +606,7 @@ def _export(path: Path, docs=DOCS) -> Path:
 
 
 def test_split_heldout_by_document(tmp_path):
-    from biomed_spancat.uptrain import split_heldout
+    from biomed_spancat.training.uptrain import split_heldout
 
     report = split_heldout(str(_export(tmp_path / "heldout.jsonl")), tmp_path / "out", share=0.5, seed=0)
     assert report["documents"] == {"unlabelled": 2, "test": 2}
@@ -622,7 +622,7 @@ def test_split_heldout_by_document(tmp_path):
 
 
 def test_split_heldout_needs_two_documents(tmp_path):
-    from biomed_spancat.uptrain import split_heldout
+    from biomed_spancat.training.uptrain import split_heldout
 
     one = _export(tmp_path / "one.jsonl", DOCS[:1])
     with pytest.raises(AssistError, match=r"one\.jsonl: 1 document\(s\); splitting .* needs at least 2"):
@@ -632,7 +632,7 @@ def test_split_heldout_needs_two_documents(tmp_path):
 
 
 def test_merge_corpora_concatenates_and_names_missing_files(tmp_path):
-    from biomed_spancat.uptrain import merge_corpora
+    from biomed_spancat.training.uptrain import merge_corpora
 
     vocab = spacy.blank("en").vocab
     for name, docs in (("a.spacy", gold_docs(vocab)[:3]), ("b.spacy", gold_docs(vocab)[3:5])):
@@ -665,8 +665,8 @@ def _train_cnn(train: Path, dev: Path, out: Path, config: Path = CNN_CONFIG) -> 
 def test_short_uptraining_run(tmp_path, teacher):
     """The workflow's steps on tiny data: split held-out text, CPU model on gold,
     pre-annotate into silver, CPU model on gold + silver, compare."""
-    from biomed_spancat.suggester_fit import fit_suggester_config
-    from biomed_spancat.uptrain import compare_uptrain, format_markdown, merge_corpora, split_heldout
+    from biomed_spancat.training.suggester_fit import fit_suggester_config
+    from biomed_spancat.training.uptrain import compare_uptrain, format_markdown, merge_corpora, split_heldout
 
     vocab = spacy.blank("en").vocab
     docs = gold_docs(vocab)
@@ -711,7 +711,7 @@ def test_short_uptraining_run(tmp_path, teacher):
 
 
 def test_measure_pipeline_needs_a_timed_pass():
-    from biomed_spancat.uptrain import measure_pipeline
+    from biomed_spancat.training.uptrain import measure_pipeline
 
     with pytest.raises(AssistError, match="repeats must be at least 1, got 0"):
         measure_pipeline(spacy.blank("en"), {}, repeats=0)

@@ -9,9 +9,9 @@ import pytest
 import spacy
 from spacy.tokens import Doc, DocBin, Span
 
-from biomed_spancat.bio_baseline import evaluate_bio, flattening_recall, make_windows, predict_bio, train_bio
-from biomed_spancat.flatten import flatten_longest, iob_to_spans, spans_to_iob
-from biomed_spancat.scoring import METRICS_SCHEMA
+from biomed_spancat.evaluation.bio_baseline import evaluate_bio, flattening_recall, make_windows, predict_bio, train_bio
+from biomed_spancat.evaluation.flatten import flatten_longest, iob_to_spans, spans_to_iob
+from biomed_spancat.evaluation.scoring import METRICS_SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 NLP = spacy.blank("en")
@@ -45,7 +45,7 @@ def docs_of(items):
 # --- flattening and BIO ---
 
 
-# The baseline flattens with the project's one codec (biomed_spancat.flatten),
+# The baseline flattens with the project's one codec (biomed_spancat.evaluation.flatten),
 # the export's `longest` policy; these pin what the baseline relies on.
 
 
@@ -175,7 +175,7 @@ def test_evaluate_bio_against_unflattened_gold(tiny_bio):
 def test_bio_cpu_precision_is_recorded_and_bfloat16_predicts_like_float32(tiny_bio, tmp_path, tiny_bert):
     """The baseline gets the pipeline's CPU precision (bfloat16 autocast where the CPU
     has it), records it, and its bfloat16 predictions match float32's."""
-    from biomed_spancat.architecture import resolve_cpu_precision
+    from biomed_spancat.pipeline.architecture import resolve_cpu_precision
 
     out, record = tiny_bio
     assert record["training"]["cpu_precision"] == resolve_cpu_precision("auto")

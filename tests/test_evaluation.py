@@ -16,8 +16,8 @@ from spacy.training import Example
 from spacy.util import registry
 from thinc.api import Config
 
-from biomed_spancat.evaluation import evaluate_pipeline, make_pred_doc
-from biomed_spancat.scoring import (
+from biomed_spancat.evaluation.evaluate import evaluate_pipeline, make_pred_doc
+from biomed_spancat.evaluation.scoring import (
     METRICS_SCHEMA,
     length_bucket,
     overlap_groups,
@@ -26,7 +26,7 @@ from biomed_spancat.scoring import (
     suggester_recall,
 )
 from biomed_spancat.util import find_spancat, read_docs
-from biomed_spancat.threshold import (
+from biomed_spancat.evaluation.threshold import (
     candidate_thresholds,
     choose_threshold,
     save_with_threshold,
@@ -676,7 +676,7 @@ def _mark_brca1(doc):
 
 
 def test_raw_text_scores_what_the_tokenizer_lets_through():
-    from biomed_spancat.evaluation import score_raw_text
+    from biomed_spancat.evaluation.evaluate import score_raw_text
 
     nlp = spacy.blank("en")
     nlp.add_pipe("test_mark_brca1")

@@ -8,7 +8,7 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span
 from spacy.util import registry
 
-from biomed_spancat.export_hf import (
+from biomed_spancat.evaluation.export_hf import (
     align_wordpieces,
     boundaries_inside_wordpieces,
     export_hf,
@@ -16,7 +16,7 @@ from biomed_spancat.export_hf import (
     record_to_spans,
 )
 from biomed_spancat.util import DocBinError
-from biomed_spancat.flatten import (
+from biomed_spancat.evaluation.flatten import (
     ExportError,
     flatten_by_priority,
     flatten_first,
@@ -315,7 +315,7 @@ def test_export_with_tokenizer_reports_cut_spans(tiny_bert, tmp_path):
 def test_export_from_sources_goes_through_convert(tmp_path):
     """Any source convert reads exports in one call; the conversion's report
     and rejections are kept beside the export."""
-    from biomed_spancat.export_hf import export_from_sources
+    from biomed_spancat.evaluation.export_hf import export_from_sources
 
     data = Path(__file__).parent / "data" / "bridges"
     out = tmp_path / "out"

@@ -19,14 +19,14 @@ from spacy.vocab import Vocab
 from thinc.api import Config
 from typer.testing import CliRunner
 
-from biomed_spancat.suggester import build_biomed_suggester
-from biomed_spancat.suggester_coverage import (
+from biomed_spancat.pipeline.suggester import build_biomed_suggester
+from biomed_spancat.training.suggester_coverage import (
     analyse_spans,
     coverage_report,
     index_corpus,
     load_suggester_from_config,
 )
-from biomed_spancat.suggester_fit import (
+from biomed_spancat.training.suggester_fit import (
     calibrate_rule_risk,
     fit_suggester_config,
     fit_suggester_settings,

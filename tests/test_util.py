@@ -7,7 +7,7 @@ import json
 import pytest
 import spacy
 
-from biomed_spancat.gpu import GpuUnavailable
+from biomed_spancat.training.gpu import GpuUnavailable
 from biomed_spancat.util import (
     DocBinError,
     PipelineError,

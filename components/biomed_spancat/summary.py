@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .scoring import headline
-from .speed import describe_speed
+from .evaluation.scoring import headline
+from .evaluation.speed import describe_speed
 from .steps import command_times, read_step_log
 
 __all__ = ["PLACEHOLDER_NAMESPACE", "build_summary", "format_summary", "format_seconds"]

@@ -67,7 +67,7 @@ def use_device(gpu_id: int, echo: bool = True) -> str:
     RETURNS (str): "cpu" or "gpu:<id>".
     RAISES (GpuUnavailable): A GPU was asked for and cannot be used.
     """
-    from .gpu import preflight
+    from .training.gpu import preflight
 
     preflight(gpu_id, echo=echo)
     return "cpu" if gpu_id < 0 else f"gpu:{gpu_id}"

@@ -45,7 +45,7 @@ from .util import (
 __all__ = ["run_bench", "check_targets", "check_inputs"]
 
 def _suggester_coverage(config: Path, docs: Sequence[Any], spans_key: str) -> Dict[str, Any]:
-    from ..suggester_coverage import coverage_report, load_suggester_from_config
+    from ..training.suggester_coverage import coverage_report, load_suggester_from_config
 
     report = coverage_report(load_suggester_from_config(config), docs, spans_key=spans_key)
     report.pop("ngram_table", None)
@@ -99,7 +99,7 @@ def run_bench(
     """
     import spacy
 
-    from ..architecture import CPU_PRECISION_KEY
+    from ..pipeline.architecture import CPU_PRECISION_KEY
 
     check_inputs(dev, train)
     dev_docs = _read_docs(dev)

@@ -162,7 +162,7 @@ def versions() -> Dict[str, str]:
 
 def machine() -> Dict[str, Any]:
     """Cores, memory, CPU model and GPU presence: where the figures were measured."""
-    from ..packaging import describe_hardware
+    from ..publish.packaging import describe_hardware
 
     cpu = platform.processor() or ""
     try:
@@ -313,7 +313,7 @@ def config_on_backbone(config_path: Path, backbone: Path, overrides: Optional[Di
 
 def _precision_of(nlp: Any) -> str:
     """The CPU precision our transformer resolves to here, from the pipeline's config."""
-    from ..architecture import resolve_cpu_precision
+    from ..pipeline.architecture import resolve_cpu_precision
 
     setting = nlp.config["components"]["transformer"]["model"].get("cpu_precision", "float32")
     return f"{setting} -> {resolve_cpu_precision(setting)}" if setting == "auto" else setting

@@ -19,9 +19,9 @@ from spacy.tokens import Doc
 from thinc.api import Config
 from tqdm import tqdm
 
-from .evaluation import make_pred_doc
+from .evaluate import make_pred_doc
 from .scoring import score_docs
-from .util import find_spancat
+from ..util import find_spancat
 
 __all__ = [
     "THRESHOLD_SCHEMA",

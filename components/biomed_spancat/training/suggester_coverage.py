@@ -15,8 +15,8 @@ from spacy.attrs import LOWER, SHAPE
 from spacy.tokens import Doc
 from thinc.api import Config, NumpyOps, Ops
 
-from .suggester import ROLES
-from .util import read_docs
+from ..pipeline.suggester import ROLES
+from ..util import read_docs
 
 __all__ = [
     "SUGGESTER_NAME",

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .scoring import SpanEvaluation, assemble_metrics, prf, score_docs, suggester_recall
 from .speed import measure_speed
-from .util import find_spancat
+from ..util import find_spancat
 
 __all__ = [
     "make_pred_doc",

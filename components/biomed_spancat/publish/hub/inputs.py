@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ..util import read_json_object
+from ...util import read_json_object
 
 __all__ = [
     "CARD_NAME",

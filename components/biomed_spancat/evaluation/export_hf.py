@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc
 
-from .util import read_docs
+from ..util import read_docs
 from .flatten import ExportError, Flattener, SpanTuple, doc_spans, iob_to_spans, make_flattener, spans_to_iob
 
 __all__ = [
@@ -564,8 +564,8 @@ def export_from_sources(
     export_kwargs (Any): Passed on to `export_hf`.
     RETURNS (Dict[str, Any]): The loss report, with the conversion's balance.
     """
-    from .ingest.convert import ConvertOptions, convert
-    from .ingest.tasks import IngestError
+    from ..ingest.convert import ConvertOptions, convert
+    from ..ingest.tasks import IngestError
 
     corpus = Path(output_dir) / "corpus"
     options = ConvertOptions(

@@ -28,7 +28,7 @@ import numpy
 from spacy.tokens import Doc, Span
 from tqdm import tqdm
 
-from .evaluation import make_pred_doc
+from .evaluate import make_pred_doc
 from .flatten import flatten_longest, iob_to_spans, spans_to_iob
 from .scoring import assemble_metrics, doc_spans, score_docs
 
@@ -124,7 +124,7 @@ def _torch_device(gpu_id: int) -> str:
 def _forward_precision(cpu_precision: str, device: str) -> str:
     """The precision the forward pass runs at: "bfloat16" (CPU autocast) or "float32".
     A bad setting fails here; on a GPU it is always "float32" (no CPU autocast there)."""
-    from .architecture import resolve_cpu_precision
+    from ..pipeline.architecture import resolve_cpu_precision
 
     precision = resolve_cpu_precision(cpu_precision)
     return precision if device == "cpu" else "float32"

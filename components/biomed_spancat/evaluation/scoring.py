@@ -18,7 +18,7 @@ import numpy
 from spacy.tokens import Doc
 from tqdm import tqdm
 
-from .util import pct
+from ..util import pct
 
 __all__ = [
     "METRICS_SCHEMA",

@@ -20,7 +20,7 @@ import numpy
 from spacy.tokens import Doc
 from thinc.api import Config
 
-from .suggester import build_biomed_suggester
+from ..pipeline.suggester import build_biomed_suggester
 from .suggester_coverage import (
     ROLE_NAMES,
     SUGGESTER_NAME,
@@ -30,7 +30,7 @@ from .suggester_coverage import (
     index_corpus,
     ngram_coverage,
 )
-from .util import read_docs
+from ..util import read_docs
 
 __all__ = [
     "FitResult",

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from ..util import pct
+from ...util import pct
 from .inputs import (
     CHART_NAME,
     DEFAULT_ENDPOINT,

@@ -31,8 +31,8 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from .assist import AssistError, input_hash
-from .util import load_pipeline, pct, read_docs, use_device, write_json
+from ..assist import AssistError, input_hash
+from ..util import load_pipeline, pct, read_docs, use_device, write_json
 
 __all__ = [
     "UPTRAIN_SCHEMA",
@@ -64,7 +64,7 @@ def _doc_key(data: Dict[str, Any]) -> str:
 
 
 def _read_tasks(source: str, fmt: Optional[str], datasets: Sequence[str] = ()) -> Any:
-    from .assist.records import _ingest
+    from ..assist.records import _ingest
 
     ConvertOptions, IngestError, resolve_sources, iter_sources = _ingest()
     try:
@@ -102,9 +102,9 @@ def split_heldout(
     RETURNS (Dict[str, Any]): The report (also written to heldout.json).
     RAISES (AssistError): Fewer than two documents, a share outside (0, 1), an unreadable source.
     """
-    from .ingest.convert import ConvertOptions, convert
-    from .ingest.split import split_documents
-    from .ingest.tasks import IngestError
+    from ..ingest.convert import ConvertOptions, convert
+    from ..ingest.split import split_documents
+    from ..ingest.tasks import IngestError
 
     if not 0.0 < share < 1.0:
         raise AssistError(f"the unlabelled share must be in (0, 1), got {share}")
@@ -217,8 +217,8 @@ def measure_pipeline(
     RETURNS (Dict[str, Any]): {"scores": {set: {p, r, f, gold_spans, pred_spans}},
         "speed": {words, seconds (median), runs (every pass's seconds), words_per_second}}.
     """
-    from .evaluation import make_pred_doc
-    from .scoring import score_docs
+    from ..evaluation.evaluate import make_pred_doc
+    from ..evaluation.scoring import score_docs
 
     if repeats < 1:
         raise AssistError(f"repeats must be at least 1, got {repeats}")

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from spacy.tokens import Doc
 
 from .scoring import DocResult, GROUPS, LENGTH_BUCKETS, SpanEvaluation, doc_spans
-from .util import pct
+from ..util import pct
 from .speed import describe_speed
 
 __all__ = [

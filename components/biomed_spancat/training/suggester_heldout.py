@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc
 
-from .suggester import build_biomed_suggester
+from ..pipeline.suggester import build_biomed_suggester
 from .suggester_coverage import ROLE_NAMES, coverage_report, index_corpus, ngram_coverage
 from .suggester_fit import FitResult, fit_suggester_settings
 

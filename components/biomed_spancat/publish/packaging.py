@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .outputs import OutputsError, StepOutputs, tree_digest, verify_input
+from ..outputs import OutputsError, StepOutputs, tree_digest, verify_input
 from .vocab_prune import counts_only, prune_strings
 
 __all__ = [
@@ -34,8 +34,8 @@ __all__ = [
     "wheel_path",
 ]
 
-HERE = Path(__file__).resolve().parent
-# Registered code a loaded pipeline needs; each file stands alone.
+# The registered code a loaded pipeline needs (biomed_spancat.pipeline); each file stands alone.
+PIPELINE_DIR = Path(__file__).resolve().parent.parent / "pipeline"
 SHIPPED_MODULES = ["architecture.py", "suggester.py", "tokenizer.py", "sentences.py", "display.py"]
 # Entry points the wheel declares beside spaCy's `spacy_models` (group -> name -> module:attr
 # inside the package): displaCy reads label colours from `spacy_displacy_colors`.
@@ -112,7 +112,7 @@ def training_record(seconds: float, config: Dict[str, Any], gpu_id: int, argv: L
 
 def shipped_code_paths() -> List[Path]:
     """The shipped module files."""
-    return [HERE / name for name in SHIPPED_MODULES]
+    return [PIPELINE_DIR / name for name in SHIPPED_MODULES]
 
 
 def data_source(corpus_report: Optional[Dict[str, Any]]) -> Dict[str, str]:

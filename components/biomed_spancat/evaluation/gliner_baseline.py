@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from spacy.tokens import Doc, Span
 from tqdm import tqdm
 
-from .evaluation import make_pred_doc
+from .evaluate import make_pred_doc
 from .scoring import SpanKey, assemble_metrics, doc_spans, score_docs
 from .threshold import candidate_thresholds, choose_threshold
 
