@@ -28,6 +28,7 @@ import numpy
 from spacy.tokens import Doc, Span
 from tqdm import tqdm
 
+from ..util import write_json
 from .evaluate import make_pred_doc
 from .flatten import flatten_longest, iob_to_spans, spans_to_iob
 from .scoring import assemble_metrics, doc_spans, score_docs
@@ -281,7 +282,7 @@ def train_bio(
             "flattening": {"gold_spans": n_spans, "dropped": n_dropped},
         },
     }
-    (output_dir / BIO_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf8")
+    write_json(record, output_dir / BIO_FILE)
     return record
 
 

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc
 
-from ..util import read_docs
+from ..util import read_docs, write_json
 from .flatten import ExportError, Flattener, SpanTuple, doc_spans, iob_to_spans, make_flattener, spans_to_iob
 
 __all__ = [
@@ -530,8 +530,8 @@ def export_hf(
         "autotrain": {"tokens_column": TOKENS_COLUMN, "tags_column": TAGS_COLUMN},
         "splits": list(rows_by_split),
     }
-    (output_dir / "label_map.json").write_text(json.dumps(label_map, indent=2) + "\n", encoding="utf8")
-    (output_dir / "loss_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf8")
+    write_json(label_map, output_dir / "label_map.json")
+    write_json(report, output_dir / "loss_report.json")
     return report
 
 
@@ -582,7 +582,7 @@ def export_from_sources(
         key: converted[key] for key in ("read", "kept", "rejected", "merged", "duplicates", "balanced", "rejected_by_reason")
     }
     report["convert"]["report"] = str(corpus / "report.json")
-    (Path(output_dir) / "loss_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf8")
+    write_json(report, Path(output_dir) / "loss_report.json")
     return report
 
 
