@@ -9,7 +9,8 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.assist import AssistError
-from biomed_spancat.uptrain import compare_uptrain, format_markdown, write_json
+from biomed_spancat.training.uptrain import compare_uptrain, format_markdown
+from biomed_spancat.util import DocBinError, PipelineError, write_json
 
 
 def main(
@@ -40,7 +41,7 @@ def main(
         models.append(("cpu_distilled", "CPU CNN, distilled (teacher's soft labels)", distilled))
     try:
         result = compare_uptrain(models, eval_sets, spans_key, batch_size, preannotate_report, repeats)
-    except AssistError as err:
+    except (AssistError, PipelineError, DocBinError) as err:
         msg.fail("compare-uptrain failed", str(err), exits=1)
     write_json(result, output)
     text = format_markdown(result)

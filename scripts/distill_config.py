@@ -7,7 +7,9 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.assist import AssistError
-from biomed_spancat.distill import write_student_config
+from biomed_spancat.training.gpu import GpuUnavailable
+from biomed_spancat.util import DocBinError, PipelineError
+from biomed_spancat.training.distill import write_student_config
 
 
 def main(
@@ -18,7 +20,7 @@ def main(
 ):
     try:
         written = write_student_config(teacher, base_config, output, component)
-    except AssistError as err:
+    except (AssistError, PipelineError, DocBinError, GpuUnavailable) as err:
         msg.fail("distill-config failed", str(err), exits=1)
     msg.good(
         f"{output}: the teacher's suggester ({written['suggester'].get('@misc')}) and tokenizer "

@@ -10,20 +10,13 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.architecture import CPU_PRECISION_KEY
-from biomed_spancat.evaluation import (
-    evaluate_pipeline,
-    headline,
-    load_model,
-    pct,
-    read_docs,
-    score_raw_text,
-    use_device,
-    write_json,
-)
+from biomed_spancat.pipeline.architecture import CPU_PRECISION_KEY
+from biomed_spancat.evaluation.evaluate import evaluate_pipeline, score_raw_text
+from biomed_spancat.evaluation.scoring import headline
+from biomed_spancat.util import load_pipeline, pct, read_docs, use_device, write_json
 from biomed_spancat.outputs import StepOutputs, verify_input
-from biomed_spancat.report import write_report
-from biomed_spancat.speed import describe_speed
+from biomed_spancat.evaluation.report import write_report
+from biomed_spancat.evaluation.speed import describe_speed
 
 
 def main(
@@ -66,7 +59,7 @@ def main(
         overrides = {CPU_PRECISION_KEY: cpu_precision} if cpu_precision else None
         # the metrics and the report are one unit: never one run's numbers beside another's report
         with StepOutputs("evaluate", [output] + ([report] if report is not None else [])) as unit:
-            nlp = load_model(model, overrides)
+            nlp = load_pipeline(model, overrides)
             gold = read_docs(data, nlp.vocab)
             if name and not name.startswith(f"{nlp.lang}_"):
                 name = f"{nlp.lang}_{name}"

@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.bio_baseline import evaluate_bio
-from biomed_spancat.evaluation import headline, pct, read_docs, use_device, write_json
-from biomed_spancat.report import write_report
+from biomed_spancat.evaluation.bio_baseline import evaluate_bio
+from biomed_spancat.evaluation.scoring import headline
+from biomed_spancat.util import pct, read_docs, use_device, write_json
+from biomed_spancat.evaluation.report import write_report
 
 
 def main(

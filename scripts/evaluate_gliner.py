@@ -7,9 +7,10 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.evaluation import headline, read_docs, use_device, write_json
-from biomed_spancat.gliner_baseline import evaluate_gliner
-from biomed_spancat.report import write_report
+from biomed_spancat.evaluation.scoring import headline
+from biomed_spancat.util import read_docs, use_device, write_json
+from biomed_spancat.evaluation.gliner_baseline import evaluate_gliner
+from biomed_spancat.evaluation.report import write_report
 
 
 def main(

@@ -19,7 +19,8 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.outputs import OutputsError, StepOutputs, file_digest, verify_input
-from biomed_spancat.packaging import MODEL_HASH_KEY, PackagingError, check_wheel
+from biomed_spancat.publish.packaging import MODEL_HASH_KEY, PackagingError, check_wheel
+from biomed_spancat.util import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +47,7 @@ def main(
             _install_and_evaluate(wheel, data, unit.path(output), staged_report, spans_key, gpu_id, install_dir)
             metrics = json.loads(unit.path(output).read_text(encoding="utf8"))
             metrics["wheel"] = {"file": wheel.name, "sha256": file_digest(wheel), MODEL_HASH_KEY: meta.get(MODEL_HASH_KEY)}
-            unit.path(output).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
+            write_json(metrics, unit.path(output))
     except (PackagingError, OutputsError) as err:
         msg.fail(f"evaluate-package: {err}", exits=1)
     msg.good(f"Metrics of the installed {wheel.name} -> {output}")

@@ -6,17 +6,17 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from biomed_spancat.export_hf import (
+from biomed_spancat.evaluation.export_hf import (
     FORMATS,
-    POLICIES,
     SUBWORD_MODES,
     TAGS_COLUMN,
     TOKENS_COLUMN,
-    ExportError,
     export_from_sources,
     export_hf,
     format_loss_table,
 )
+from biomed_spancat.evaluation.flatten import POLICIES, ExportError
+from biomed_spancat.util import DocBinError
 
 
 def _pct(share) -> str:
@@ -62,7 +62,7 @@ def main(
                 f"convert: read {conv['read']} = kept {conv['kept']} + rejected {conv['rejected']} + merged "
                 f"{conv['merged']} + duplicates {conv['duplicates']} (report: {conv['report']})"
             )
-    except ExportError as err:
+    except (ExportError, DocBinError) as err:
         msg.fail(f"export-hf: {err}", exits=1)
     total = report["total"]
     for split, part in report["splits"].items():

@@ -1,6 +1,5 @@
 """Learn the suggester's settings from the training spans and write them into
 the training config (`weasel run fit-suggester`)."""
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -8,7 +7,8 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.outputs import OutputsError, verify_input
-from biomed_spancat.suggester_fit import fit_suggester_config
+from biomed_spancat.training.suggester_fit import fit_suggester_config
+from biomed_spancat.util import write_json
 
 
 def main(
@@ -61,8 +61,7 @@ def main(
             line += f": held-out recall {tried['recall']:.2%} ({held['folds']} folds of whole documents)"
         (msg.good if held.get("reached") else msg.warn)(line, held.get("note", ""))
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf8")
+        write_json(record, report)
         msg.good(f"Report -> {report}")
     msg.good(f"Training config -> {output}")
 

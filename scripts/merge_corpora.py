@@ -6,7 +6,8 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.assist import AssistError
-from biomed_spancat.uptrain import merge_corpora
+from biomed_spancat.training.uptrain import merge_corpora
+from biomed_spancat.util import DocBinError
 
 
 def main(
@@ -15,7 +16,7 @@ def main(
 ):
     try:
         counts = merge_corpora(inputs, output)
-    except AssistError as err:
+    except (AssistError, DocBinError) as err:
         msg.fail("merge-corpora failed", str(err), exits=1)
     parts = ", ".join(f"{Path(k).name} {v}" for k, v in counts.items() if k != "total")
     msg.good(f"{output}: {counts['total']} docs ({parts})")

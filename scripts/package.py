@@ -6,7 +6,7 @@ from typing import Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.packaging import PackagingError, build_meta, check_package_args, package_pipeline
+from biomed_spancat.publish.packaging import PackagingError, build_meta, check_package_args, package_pipeline
 
 
 def main(

@@ -9,6 +9,8 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.assist import AssistError, PreannotateOptions, Thresholds, preannotate
+from biomed_spancat.training.gpu import GpuUnavailable
+from biomed_spancat.util import PipelineError
 from biomed_spancat.outputs import OutputsError
 
 
@@ -48,7 +50,7 @@ def main(
             segment=segment,
         )
         result = preannotate(sources, model, review, silver, options, rest_path=rest, report_path=report)
-    except (AssistError, OutputsError) as err:
+    except (AssistError, PipelineError, GpuUnavailable, OutputsError) as err:
         msg.fail("preannotate failed", str(err), exits=1)
     routes = result["routes"]
     tasks = f"{result['read']} texts, {result['tasks']} sentence tasks" if result["tasks"] != result["read"] else f"{result['read']} texts"

@@ -4,7 +4,8 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from biomed_spancat.hub import DEFAULT_TIMEOUT, HubError, private_install_command, push_folder
+from biomed_spancat.publish.hub import DEFAULT_TIMEOUT, HubError, private_install_command, push_folder
+from biomed_spancat.publish.packaging import PackagingError
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -26,7 +27,7 @@ def main(
     try:
         result = push_folder(folder, repo_id, private=private.lower() in TRUE, make_private=make_private,
                              message=message, timeout=timeout)
-    except HubError as err:
+    except (HubError, PackagingError) as err:
         msg.fail(f"push: {err}", f"Nothing in {folder} was changed; fix the cause and run push again.", exits=1)
     visibility = "private" if result.private else "public"
     if result.made_private:

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.report import results_table
+from biomed_spancat.evaluation.report import results_table
 
 
 def main(

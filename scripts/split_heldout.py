@@ -9,7 +9,7 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.assist import AssistError
-from biomed_spancat.uptrain import split_heldout
+from biomed_spancat.training.uptrain import split_heldout
 
 
 def main(

@@ -11,9 +11,10 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
-from biomed_spancat.hub import PLACEHOLDER_NAMESPACE, HubError, stage_hub
+from biomed_spancat.publish.hub import PLACEHOLDER_NAMESPACE, HubError, stage_hub
 from biomed_spancat.outputs import OutputsError, StepOutputs, file_digest, verify_input
-from biomed_spancat.packaging import PackagingError, check_wheel
+from biomed_spancat.publish.packaging import PackagingError, check_wheel
+from biomed_spancat.util import InputFileError
 
 
 def main(
@@ -45,7 +46,7 @@ def main(
         with StepOutputs("stage-hub", [out_dir]) as unit:
             staged = stage_hub(wheel, unit.path(out_dir), metrics, namespace, repo, license, baselines=baselines,
                                threshold_record=threshold_record)
-    except (HubError, PackagingError, OutputsError) as err:
+    except (HubError, PackagingError, InputFileError, OutputsError) as err:
         msg.fail(f"stage-hub: {err}", exits=1)
     msg.good(f"Staged {len(staged.files)} files in {out_dir}: {', '.join(staged.files)}")
     if namespace == PLACEHOLDER_NAMESPACE:

@@ -1,14 +1,14 @@
 """Print gold-span recall and candidates per token of a config's suggester on
 a DocBin, next to spaCy's ngram_range(1, K) at the K that reaches the same
 recall (`weasel run suggester-coverage`)."""
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 from wasabi import msg
 
-from biomed_spancat.suggester_fit import coverage_from_config, format_coverage
+from biomed_spancat.training.suggester_coverage import coverage_from_config, format_coverage
+from biomed_spancat.util import write_json
 
 
 def main(
@@ -37,8 +37,7 @@ def main(
     if missed:
         msg.text("Per-label recall below 100%: " + ", ".join(f"{k} {v:.2%}" for k, v in missed.items()))
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2), encoding="utf8")
+        write_json(report, output)
         msg.good(f"Report -> {output}")
 
 

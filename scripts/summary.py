@@ -7,7 +7,7 @@ import srsly
 import typer
 from wasabi import msg
 
-from biomed_spancat.evaluation import write_json
+from biomed_spancat.util import write_json
 from biomed_spancat.steps import STEP_LOG
 from biomed_spancat.summary import build_summary, format_summary
 

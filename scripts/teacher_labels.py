@@ -9,7 +9,9 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.assist import AssistError
-from biomed_spancat.distill import DEFAULT_FLOOR, soft_label_corpus
+from biomed_spancat.training.gpu import GpuUnavailable
+from biomed_spancat.util import DocBinError, PipelineError
+from biomed_spancat.training.distill import DEFAULT_FLOOR, soft_label_corpus
 from biomed_spancat.uptrain import write_json
 
 
@@ -31,7 +33,7 @@ def main(
             teacher, output, gold=gold, unlabelled=unlabelled, spans_key=spans_key, floor=round(floor, 6),
             batch_size=batch_size, gpu_id=gpu_id, segment=segment, fmt=format,
         )
-    except AssistError as err:
+    except (AssistError, PipelineError, DocBinError, GpuUnavailable) as err:
         msg.fail("teacher-labels failed", str(err), exits=1)
     for example in result["rejected_examples"][:5]:
         msg.warn(f"rejected {example['origin']}: {example['detail']}")

@@ -2,7 +2,6 @@
 first, configs/gpu.cfg merged in when --gpu-id >= 0, dotted overrides passed
 through (`--training.max_steps 100`), the span group set by --spans-key. The registered code (biomed.*) comes
 from the installed package's entry points, so no --code is needed."""
-import json
 import sys
 import time
 from pathlib import Path
@@ -15,8 +14,9 @@ from spacy.training.loop import train as train_nlp
 from wasabi import msg
 
 from biomed_spancat.outputs import OutputsError, verify_input
-from biomed_spancat.packaging import training_record
-from biomed_spancat.gpu import (
+from biomed_spancat.publish.packaging import training_record
+from biomed_spancat.util import write_json
+from biomed_spancat.training.gpu import (
     GpuConfigError,
     GpuUnavailable,
     check_config_for_device,
@@ -76,7 +76,7 @@ def main(
     record = training_record(time.perf_counter() - start, config, gpu_id, sys.argv)
     if interrupted:
         record["interrupted"] = True
-    (output_dir / "training.json").write_text(json.dumps(record, indent=2), encoding="utf8")
+    write_json(record, output_dir / "training.json")
     if interrupted:
         msg.warn(f"Interrupted after {record['training_seconds']:.0f} s: {output_dir}/model-best is the last evaluated best")
         sys.exit(130)  # through sys.exit, so the step timer knows the step failed

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from biomed_spancat.bio_baseline import train_bio
-from biomed_spancat.evaluation import read_docs, use_device
+from biomed_spancat.evaluation.bio_baseline import train_bio
+from biomed_spancat.util import read_docs, use_device
 
 
 def main(

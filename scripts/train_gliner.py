@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from biomed_spancat.evaluation import pct, read_docs, use_device, write_json
-from biomed_spancat.gliner_baseline import train_gliner, tune_gliner_threshold
+from biomed_spancat.util import pct, read_docs, use_device, write_json
+from biomed_spancat.evaluation.gliner_baseline import train_gliner, tune_gliner_threshold
 
 
 def main(

@@ -8,15 +8,15 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from biomed_spancat.evaluation import load_model, pct, read_docs, use_device, write_json
-from biomed_spancat.outputs import OutputsError, StepOutputs, verify_input
-from biomed_spancat.threshold import (
+from biomed_spancat.evaluation.threshold import (
     candidate_thresholds,
     save_with_filter,
     save_with_threshold,
     tune_span_filter,
     tune_threshold,
 )
+from biomed_spancat.outputs import StepOutputs, verify_input
+from biomed_spancat.util import load_pipeline, pct, read_docs, use_device, write_json
 
 
 def main(
@@ -48,7 +48,7 @@ def main(
             verify_input(given)
         # the tuned pipeline and its record are one unit: never one run's model beside another's record
         with StepOutputs("tune-threshold", [output_dir, output]) as unit:
-            nlp = load_model(model)
+            nlp = load_pipeline(model)
             gold = read_docs(data, nlp.vocab)
             if not gold:
                 raise ValueError(f"{data}: holds no documents: nothing to tune the threshold on")

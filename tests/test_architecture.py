@@ -4,7 +4,7 @@ import spacy
 from spacy.tokens import Doc
 from spacy.util import registry
 
-from biomed_spancat.architecture import BIOMEDBERT, configure_strided_windows, get_strided_windows
+from biomed_spancat.pipeline.architecture import BIOMEDBERT, configure_strided_windows, get_strided_windows
 
 
 def make_doc(n):
@@ -86,7 +86,7 @@ def _trf_nlp(tiny_bert, precision):
 
 
 def test_cpu_precision_rejects_unknown_value():
-    from biomed_spancat.architecture import resolve_cpu_precision
+    from biomed_spancat.pipeline.architecture import resolve_cpu_precision
 
     with pytest.raises(ValueError, match="cpu_precision must be one of float32, bfloat16, auto, got 'fp8'"):
         resolve_cpu_precision("fp8")
@@ -96,7 +96,7 @@ def test_cpu_precision_rejects_unknown_value():
 def test_cpu_precision_auto_follows_the_hardware(monkeypatch, native, expected):
     import torch
 
-    from biomed_spancat import architecture
+    from biomed_spancat.pipeline import architecture
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)

@@ -20,6 +20,7 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span, SpanGroup
 from spacy.training import Example
 
+from biomed_spancat.util import DocBinError, PipelineError
 from biomed_spancat.assist import (
     ORDERING,
     AssistError,
@@ -422,14 +423,14 @@ def test_missing_source_and_model_are_named(tmp_path, teacher):
     options = PreannotateOptions(Thresholds(0.9, 0.1), progress=False)
     with pytest.raises(AssistError, match=r"nope\.jsonl: no such file"):
         preannotate([str(tmp_path / "nope.jsonl")], str(teacher), tmp_path / "r.jsonl", tmp_path / "s.spacy", options)
-    with pytest.raises(AssistError, match="en_no_such_model: neither a pipeline directory nor an installed pipeline package"):
+    with pytest.raises(PipelineError, match="en_no_such_model: neither a pipeline directory nor an installed package"):
         load_annotator("en_no_such_model", "sc", 0.1)
-    with pytest.raises(AssistError, match=r"no span categorizer|exactly one span categorizer writing doc.spans\['other'\]"):
+    with pytest.raises(PipelineError, match=r"no span categorizer writing doc.spans\['other'\]; span categorizers: spancat \(key 'sc'\)"):
         load_annotator(teacher, "other", 0.1)
 
 
 def test_gpu_is_asked_through_the_preflight(monkeypatch, teacher):
-    gpu = pytest.importorskip("biomed_spancat.gpu")
+    gpu = pytest.importorskip("biomed_spancat.training.gpu")
     asked = []
 
     def fake_preflight(gpu_id, allocator="pytorch", *, echo=True):
@@ -438,7 +439,7 @@ def test_gpu_is_asked_through_the_preflight(monkeypatch, teacher):
             raise gpu.GpuUnavailable(f"--gpu-id {gpu_id}: no NVIDIA driver was found")
 
     monkeypatch.setattr(gpu, "preflight", fake_preflight)
-    with pytest.raises(AssistError, match="--gpu-id 0: no NVIDIA driver was found"):
+    with pytest.raises(gpu.GpuUnavailable, match="--gpu-id 0: no NVIDIA driver was found"):
         load_annotator(teacher, "sc", 0.1, gpu_id=0)
     load_annotator(teacher, "sc", 0.1, gpu_id=-1)
     assert asked == [0, -1]
@@ -605,7 +606,7 @@ def _export(path: Path, docs=DOCS) -> Path:
 
 
 def test_split_heldout_by_document(tmp_path):
-    from biomed_spancat.uptrain import split_heldout
+    from biomed_spancat.training.uptrain import split_heldout
 
     report = split_heldout(str(_export(tmp_path / "heldout.jsonl")), tmp_path / "out", share=0.5, seed=0)
     assert report["documents"] == {"unlabelled": 2, "test": 2}
@@ -621,7 +622,7 @@ def test_split_heldout_by_document(tmp_path):
 
 
 def test_split_heldout_needs_two_documents(tmp_path):
-    from biomed_spancat.uptrain import split_heldout
+    from biomed_spancat.training.uptrain import split_heldout
 
     one = _export(tmp_path / "one.jsonl", DOCS[:1])
     with pytest.raises(AssistError, match=r"one\.jsonl: 1 document\(s\); splitting .* needs at least 2"):
@@ -631,7 +632,7 @@ def test_split_heldout_needs_two_documents(tmp_path):
 
 
 def test_merge_corpora_concatenates_and_names_missing_files(tmp_path):
-    from biomed_spancat.uptrain import merge_corpora
+    from biomed_spancat.training.uptrain import merge_corpora
 
     vocab = spacy.blank("en").vocab
     for name, docs in (("a.spacy", gold_docs(vocab)[:3]), ("b.spacy", gold_docs(vocab)[3:5])):
@@ -641,7 +642,7 @@ def test_merge_corpora_concatenates_and_names_missing_files(tmp_path):
     merged = list(DocBin().from_disk(tmp_path / "ab.spacy").get_docs(vocab))
     assert [d.text for d in merged] == [d.text for d in gold_docs(vocab)[:5]]
     assert [len(d.spans["sc"]) for d in merged] == [len(d.spans["sc"]) for d in gold_docs(vocab)[:5]]
-    with pytest.raises(AssistError, match=r"missing\.spacy: no such file"):
+    with pytest.raises(DocBinError, match=r"missing\.spacy: no such file"):
         merge_corpora([tmp_path / "missing.spacy"], tmp_path / "x.spacy")
 
 
@@ -664,8 +665,8 @@ def _train_cnn(train: Path, dev: Path, out: Path, config: Path = CNN_CONFIG) -> 
 def test_short_uptraining_run(tmp_path, teacher):
     """The workflow's steps on tiny data: split held-out text, CPU model on gold,
     pre-annotate into silver, CPU model on gold + silver, compare."""
-    from biomed_spancat.suggester_fit import fit_suggester_config
-    from biomed_spancat.uptrain import compare_uptrain, format_markdown, merge_corpora, split_heldout
+    from biomed_spancat.training.suggester_fit import fit_suggester_config
+    from biomed_spancat.training.uptrain import compare_uptrain, format_markdown, merge_corpora, split_heldout
 
     vocab = spacy.blank("en").vocab
     docs = gold_docs(vocab)
@@ -710,7 +711,7 @@ def test_short_uptraining_run(tmp_path, teacher):
 
 
 def test_measure_pipeline_needs_a_timed_pass():
-    from biomed_spancat.uptrain import measure_pipeline
+    from biomed_spancat.training.uptrain import measure_pipeline
 
     with pytest.raises(AssistError, match="repeats must be at least 1, got 0"):
         measure_pipeline(spacy.blank("en"), {}, repeats=0)

@@ -10,6 +10,7 @@ import pytest
 import spacy
 from spacy.tokens import DocBin, Span
 
+from biomed_spancat.util import InputFileError
 from biomed_spancat.bench import (
     FLOPS_FORMULA,
     NOT_MEASURED_GPU,
@@ -21,7 +22,6 @@ from biomed_spancat.bench import (
     init_untrained,
     read_spans_f,
     render_markdown,
-    run_child,
     stock_spancat_config,
     config_on_backbone,
 )
@@ -369,13 +369,14 @@ def test_read_spans_f_formats(tmp_path):
 
 @pytest.mark.parametrize(
     "content,reason",
-    [(None, "metrics file not found"), ("{not json", "not JSON"), ('{"ents_f": 0.5}', "no spans F found")],
+    [(None, "no such metrics file"), ("{not json", "line 1: not valid JSON"), ("[1]", "expected a JSON object (metrics file), got list"),
+     ('{"ents_f": 0.5}', "no spans F found")],
 )
 def test_read_spans_f_bad_input(tmp_path, content, reason):
     path = tmp_path / "m.json"
     if content is not None:
         path.write_text(content, encoding="utf8")
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(InputFileError) as err:
         read_spans_f(path)
     assert str(path) in str(err.value) and reason in str(err.value)
 
@@ -392,7 +393,7 @@ def test_cli_rejects_bad_metrics_and_skip(tmp_path, project_root, bench_inputs, 
         return proc.returncode, " ".join(proc.stdout.split())  # wasabi wraps long messages
 
     code, out = run("--metrics", "x=" + str(tmp_path / "missing.json"))
-    assert code == 1 and "--metrics x:" in out and "missing.json: metrics file not found" in out
+    assert code == 1 and "--metrics x:" in out and "missing.json: no such metrics file" in out
     code, out = run("--metrics", "nopath")
     assert code == 1 and "NAME=PATH, got 'nopath'" in out
     code, out = run("--skip", "everything")

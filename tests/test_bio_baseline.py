@@ -9,17 +9,9 @@ import pytest
 import spacy
 from spacy.tokens import Doc, DocBin, Span
 
-from biomed_spancat.bio_baseline import (
-    bio_to_spans,
-    evaluate_bio,
-    flatten_spans,
-    flattening_recall,
-    make_windows,
-    predict_bio,
-    spans_to_bio,
-    train_bio,
-)
-from biomed_spancat.evaluation import METRICS_SCHEMA
+from biomed_spancat.evaluation.bio_baseline import evaluate_bio, flattening_recall, make_windows, predict_bio, train_bio
+from biomed_spancat.evaluation.flatten import flatten_longest, iob_to_spans, spans_to_iob
+from biomed_spancat.evaluation.scoring import METRICS_SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 NLP = spacy.blank("en")
@@ -53,33 +45,37 @@ def docs_of(items):
 # --- flattening and BIO ---
 
 
+# The baseline flattens with the project's one codec (biomed_spancat.evaluation.flatten),
+# the export's `longest` policy; these pin what the baseline relies on.
+
+
 def test_flatten_longest_first():
-    kept, dropped = flatten_spans([(1, 2, "B"), (0, 3, "A"), (2, 5, "C")])
+    kept, dropped = flatten_longest([(1, 2, "B"), (0, 3, "A"), (2, 5, "C")])
     # (0, 3) and (2, 5) are both 3 long: the earlier start wins; (1, 2) nests in it.
     assert kept == [(0, 3, "A")]
-    assert dropped == [(2, 5, "C"), (1, 2, "B")]
+    assert dropped == [(1, 2, "B"), (2, 5, "C")]  # in annotation order
 
 
-def test_flatten_same_extent_keeps_first_label_and_adjacent_spans_survive():
-    kept, dropped = flatten_spans([(0, 2, "PR"), (0, 2, "CHEBI"), (2, 3, "PR"), (2, 3, "PR")])
-    assert kept == [(0, 2, "CHEBI"), (2, 3, "PR")]
-    assert dropped == [(0, 2, "PR")]
+def test_flatten_same_extent_keeps_first_annotated_and_adjacent_spans_survive():
+    kept, dropped = flatten_longest([(0, 2, "PR"), (0, 2, "CHEBI"), (2, 3, "PR"), (2, 3, "PR")])
+    assert kept == [(0, 2, "PR"), (2, 3, "PR")]
+    assert dropped == [(0, 2, "CHEBI")]
 
 
-def test_spans_to_bio_by_hand():
-    tags, dropped = spans_to_bio(7, [(0, 2, "A"), (1, 2, "B"), (3, 4, "B"), (4, 6, "B")])
-    assert tags == ["B-A", "I-A", "O", "B-B", "B-B", "I-B", "O"]
+def test_spans_to_iob_by_hand():
+    kept, dropped = flatten_longest([(0, 2, "A"), (1, 2, "B"), (3, 4, "B"), (4, 6, "B")])
+    assert spans_to_iob(7, kept) == ["B-A", "I-A", "O", "B-B", "B-B", "I-B", "O"]
     assert dropped == [(1, 2, "B")]
     with pytest.raises(ValueError, match=r"span \(5, 9, A\) is outside a doc of 7 tokens"):
-        spans_to_bio(7, [(5, 9, "A")])
+        spans_to_iob(7, [(5, 9, "A")])
 
 
-def test_bio_to_spans_lenient_like_conlleval():
+def test_iob_to_spans_lenient_like_conlleval():
     tags = ["B-A", "I-A", "O", "I-B", "I-B", "B-B", "I-A", "I-A"]
-    assert bio_to_spans(tags) == [(0, 2, "A"), (3, 5, "B"), (5, 6, "B"), (6, 8, "A")]
-    assert bio_to_spans([]) == []
-    with pytest.raises(ValueError, match=r"token 1: 'X' is not a BIO tag"):
-        bio_to_spans(["O", "X"])
+    assert iob_to_spans(tags) == [(0, 2, "A"), (3, 5, "B"), (5, 6, "B"), (6, 8, "A")]
+    assert iob_to_spans([]) == []
+    with pytest.raises(ValueError, match=r"token 1: 'X' is not an IOB tag"):
+        iob_to_spans(["O", "X"])
 
 
 @pytest.mark.parametrize(
@@ -87,8 +83,8 @@ def test_bio_to_spans_lenient_like_conlleval():
     [[], [(0, 1, "A")], [(0, 1, "A"), (1, 2, "A")], [(0, 3, "A"), (3, 4, "B"), (5, 8, "C")], [(7, 8, "A")]],
 )
 def test_bio_round_trip_without_overlaps(spans):
-    tags, dropped = spans_to_bio(8, spans)
-    assert dropped == [] and bio_to_spans(tags) == sorted(spans)
+    kept, dropped = flatten_longest(spans)
+    assert dropped == [] and iob_to_spans(spans_to_iob(8, kept)) == sorted(spans)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +175,7 @@ def test_evaluate_bio_against_unflattened_gold(tiny_bio):
 def test_bio_cpu_precision_is_recorded_and_bfloat16_predicts_like_float32(tiny_bio, tmp_path, tiny_bert):
     """The baseline gets the pipeline's CPU precision (bfloat16 autocast where the CPU
     has it), records it, and its bfloat16 predictions match float32's."""
-    from biomed_spancat.architecture import resolve_cpu_precision
+    from biomed_spancat.pipeline.architecture import resolve_cpu_precision
 
     out, record = tiny_bio
     assert record["training"]["cpu_precision"] == resolve_cpu_precision("auto")

@@ -3,7 +3,6 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy
 import pytest
@@ -12,7 +11,7 @@ from spacy import displacy
 from spacy.tokens import Doc, Span
 from spacy.util import registry
 
-from biomed_spancat.display import CRAFT_COLORS, label_color, label_colors, select_ents
+from biomed_spancat.pipeline.display import CRAFT_COLORS, label_color, label_colors, select_ents
 
 WORDS = ["Loss", "of", "Bmp4", "in", "limb", "bud", "mesenchyme", "cells", "of", "E.", "coli"]
 
@@ -107,7 +106,7 @@ def test_label_colors_are_craft_then_stable_hashes():
     assert label_color("MY_LABEL") == label_color("my_label")
     assert re.fullmatch(r"#[0-9a-f]{6}", label_color("MY_LABEL"))
     assert label_color("MY_LABEL") != label_color("OTHER_LABEL")
-    code = "from biomed_spancat.display import label_color; print(label_color('MY_LABEL'))"
+    code = "from biomed_spancat.pipeline.display import label_color; print(label_color('MY_LABEL'))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin"})
     assert other.stdout.strip() == label_color("MY_LABEL")
@@ -153,7 +152,7 @@ def test_trained_component_keeps_the_spancat_labels_for_colours(tmp_path):
     nlp.to_disk(tmp_path / "p")
     assert json.loads((tmp_path / "p" / "biomed_spans_to_ents_v1" / "cfg").read_text()) == {"known_labels": ["LOADED_ONLY_LABEL"]}
     code = (
-        "import spacy, biomed_spancat.display\n"
+        "import spacy, biomed_spancat.pipeline.display\n"
         "from spacy.util import registry\n"
         f"spacy.load({str(tmp_path / 'p')!r})\n"
         "colors = {}\n"

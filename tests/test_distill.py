@@ -21,8 +21,9 @@ from spacy.util import fix_random_seed, load_config, load_model_from_config
 from typer.testing import CliRunner
 
 from biomed_spancat.assist import AssistError
-from biomed_spancat.distill import attach_soft_labels, soft_label_corpus, write_student_config
-from biomed_spancat.student import SpanCategorizerStudent, soft_target
+from biomed_spancat.util import DocBinError, PipelineError
+from biomed_spancat.training.distill import attach_soft_labels, soft_label_corpus, write_student_config
+from biomed_spancat.training.student import SpanCategorizerStudent, soft_target
 
 ROOT = Path(__file__).resolve().parent.parent
 CNN_CONFIG = ROOT / "configs" / "uptrain_cnn.cfg"
@@ -374,9 +375,9 @@ def test_gold_without_the_spans_key_and_missing_files_are_named(tmp_path, teache
     with pytest.raises(AssistError, match=r"train\.spacy: a doc has no doc\.spans\['sc'\] \(starts 'Mutations in Brca1"):
         soft_label_corpus(teacher, tmp_path / "out.spacy", gold=[tmp_path / "train.spacy"])
     # a key the teacher does not write
-    with pytest.raises(AssistError, match=r"cannot be a teacher: .* no span categorizer writing doc\.spans\['gold'\]; span categorizers: spancat \(key 'sc'\)"):
+    with pytest.raises(PipelineError, match=r"cannot be a teacher: .* no span categorizer writing doc\.spans\['gold'\]; span categorizers: spancat \(key 'sc'\)"):
         soft_label_corpus(teacher, tmp_path / "out.spacy", gold=[tmp_path / "train.spacy"], spans_key="gold")
-    with pytest.raises(AssistError, match=r"missing\.spacy: no such file"):
+    with pytest.raises(DocBinError, match=r"missing\.spacy: no such file"):
         soft_label_corpus(teacher, tmp_path / "out.spacy", gold=[tmp_path / "missing.spacy"])
     with pytest.raises(AssistError, match="no input: give gold .spacy files and/or unlabelled text"):
         soft_label_corpus(teacher, tmp_path / "out.spacy")

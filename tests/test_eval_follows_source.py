@@ -130,8 +130,8 @@ def test_the_sample_converts_with_its_dev_article(tmp_path):
 
 
 def test_label_warnings_and_own_source_reach_meta_and_card(tmp_path):
-    from biomed_spancat.hub import build_card, normalize_metrics
-    from biomed_spancat.packaging import CRAFT_SOURCE, build_meta
+    from biomed_spancat.publish.hub import build_card, normalize_metrics
+    from biomed_spancat.publish.packaging import CRAFT_SOURCE, build_meta
 
     train = write(tmp_path / "train.jsonl", drug_tasks("t", 4) + [task("t9", "Known asthma", [(1, 2, "DISEASE")])])
     dev = write(tmp_path / "dev.jsonl", drug_tasks("d", 2))

@@ -16,21 +16,17 @@ from spacy.training import Example
 from spacy.util import registry
 from thinc.api import Config
 
-from biomed_spancat import evaluation
-from biomed_spancat.evaluation import (
+from biomed_spancat.evaluation.evaluate import evaluate_pipeline, make_pred_doc
+from biomed_spancat.evaluation.scoring import (
     METRICS_SCHEMA,
-    evaluate_pipeline,
-    find_spancat,
     length_bucket,
-    load_model,
-    make_pred_doc,
     overlap_groups,
     prf,
-    read_docs,
     score_docs,
     suggester_recall,
 )
-from biomed_spancat.threshold import (
+from biomed_spancat.util import find_spancat, read_docs
+from biomed_spancat.evaluation.threshold import (
     candidate_thresholds,
     choose_threshold,
     save_with_threshold,
@@ -297,68 +293,6 @@ def test_suggester_recall_with_no_gold_spans():
     suggester = registry.misc.get("spacy.ngram_suggester.v1")(sizes=[1])
     r = suggester_recall(suggester, [Doc(NLP.vocab, words=["a", "b"])], "sc")
     assert r["recall"] is None and r["candidates"] == 2
-
-
-# --- loading and finding the component ---
-
-
-def test_find_spancat_errors_name_what_is_there():
-    nlp = spacy.blank("en")
-    with pytest.raises(
-        ValueError, match=r"no span categorizer writing doc.spans\['sc'\]; span categorizers: none"
-    ):
-        find_spancat(nlp, "sc")
-    nlp.add_pipe("spancat", config={"spans_key": "other"})
-    with pytest.raises(ValueError, match=r"span categorizers: spancat \(key 'other'\)"):
-        find_spancat(nlp, "sc")
-    assert find_spancat(nlp, "other")[0] == "spancat"
-    nlp.add_pipe("spancat", name="spancat2", config={"spans_key": "other"})
-    with pytest.raises(ValueError, match="several span categorizers"):
-        find_spancat(nlp, "other")
-
-
-def test_load_model_errors(tmp_path):
-    with pytest.raises(
-        ValueError, match="no_such_pipeline_xyz: neither a pipeline directory nor an installed package"
-    ):
-        load_model("no_such_pipeline_xyz")
-    with pytest.raises(ValueError, match="not a spaCy pipeline directory"):
-        load_model(tmp_path)
-
-
-def test_load_model_accepts_an_installed_package_name(monkeypatch):
-    # The wheel is evaluated by name (evaluate-package): the name goes to spacy.load.
-    loaded = []
-    monkeypatch.setattr(spacy.util, "is_package", lambda name: name == "en_biomed_spancat")
-    monkeypatch.setattr(spacy, "load", lambda name, config: loaded.append((name, config)) or "NLP")
-    assert load_model("en_biomed_spancat") == "NLP"
-    # config overrides go through to spacy.load (evaluate --cpu-precision)
-    assert load_model("en_biomed_spancat", {"components.transformer.model.cpu_precision": "float32"}) == "NLP"
-    assert loaded == [
-        ("en_biomed_spancat", {}),
-        ("en_biomed_spancat", {"components.transformer.model.cpu_precision": "float32"}),
-    ]
-
-
-def test_read_docs_names_a_bad_file(tmp_path):
-    bad = tmp_path / "dev.spacy"
-    bad.write_bytes(b"not a docbin")
-    with pytest.raises(ValueError, match=r"dev.spacy: not a readable .spacy DocBin"):
-        read_docs(bad)
-    with pytest.raises(ValueError, match="no such file"):
-        read_docs(tmp_path / "missing.spacy")
-
-
-def test_use_device_cpu_and_gpu_without_gpu():
-    assert evaluation.use_device(-1) == "cpu"
-    try:
-        import cupy  # noqa: F401
-
-        pytest.skip("a GPU stack is installed; the no-GPU message cannot be checked")
-    except ImportError:
-        pass
-    with pytest.raises(RuntimeError, match="--gpu-id 0"):
-        evaluation.use_device(0)
 
 
 # --- a tiny spancat pipeline ---
@@ -742,7 +676,7 @@ def _mark_brca1(doc):
 
 
 def test_raw_text_scores_what_the_tokenizer_lets_through():
-    from biomed_spancat.evaluation import score_raw_text
+    from biomed_spancat.evaluation.evaluate import score_raw_text
 
     nlp = spacy.blank("en")
     nlp.add_pipe("test_mark_brca1")

@@ -8,18 +8,21 @@ import spacy
 from spacy.tokens import Doc, DocBin, Span
 from spacy.util import registry
 
-from biomed_spancat.export_hf import (
-    ExportError,
+from biomed_spancat.evaluation.export_hf import (
     align_wordpieces,
     boundaries_inside_wordpieces,
     export_hf,
+    label_column,
+    record_to_spans,
+)
+from biomed_spancat.util import DocBinError
+from biomed_spancat.evaluation.flatten import (
+    ExportError,
     flatten_by_priority,
     flatten_first,
     flatten_longest,
     iob_to_spans,
-    label_column,
     make_flattener,
-    record_to_spans,
     spans_to_iob,
 )
 
@@ -312,7 +315,7 @@ def test_export_with_tokenizer_reports_cut_spans(tiny_bert, tmp_path):
 def test_export_from_sources_goes_through_convert(tmp_path):
     """Any source convert reads exports in one call; the conversion's report
     and rejections are kept beside the export."""
-    from biomed_spancat.export_hf import export_from_sources
+    from biomed_spancat.evaluation.export_hf import export_from_sources
 
     data = Path(__file__).parent / "data" / "bridges"
     out = tmp_path / "out"
@@ -359,11 +362,11 @@ def test_exported_columns_train_a_token_classifier(corpus, tiny_bert, tmp_path):
 
 def test_bad_input_messages(corpus, tmp_path, tiny_bert):
     missing = tmp_path / "nope.spacy"
-    with pytest.raises(ExportError, match=r"nope\.spacy: no such DocBin file"):
+    with pytest.raises(DocBinError, match=r"nope\.spacy: no such file"):
         export_hf({"train": missing}, tmp_path / "o", progress=False)
     garbage = tmp_path / "garbage.spacy"
     garbage.write_bytes(b"not a docbin")
-    with pytest.raises(ExportError, match=r"garbage\.spacy: not a readable DocBin"):
+    with pytest.raises(DocBinError, match=r"garbage\.spacy: not a readable \.spacy DocBin"):
         export_hf({"train": garbage}, tmp_path / "o", progress=False)
     with pytest.raises(ExportError, match=r"train\.spacy: no doc has spans under key 'ents' \(keys found: sc\)"):
         export_hf(corpus, tmp_path / "o", spans_key="ents", progress=False)

@@ -10,7 +10,7 @@ import pytest
 import spacy
 from spacy.tokens import DocBin, Span
 
-from biomed_spancat.gliner_baseline import docs_to_gliner, doc_words, entities_to_spans, windows
+from biomed_spancat.evaluation.gliner_baseline import docs_to_gliner, doc_words, entities_to_spans, windows
 from conftest import TINY_TEXTS
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,8 +19,8 @@ from spacy.util import load_model_from_config, registry
 from thinc.api import Config, get_current_ops, set_current_ops
 from typer.testing import CliRunner
 
-from biomed_spancat import gpu
-from biomed_spancat.gpu import (
+from biomed_spancat.training import gpu
+from biomed_spancat.training.gpu import (
     GpuConfigError,
     GpuUnavailable,
     check_config_for_device,

@@ -23,7 +23,8 @@ import spacy
 from spacy.tokens import Span
 from spacy.training import Example
 
-from biomed_spancat.hub import (
+from biomed_spancat.util import InputFileError
+from biomed_spancat.publish.hub import (
     CARD_NAME,
     CHART_NAME,
     HubError,
@@ -99,7 +100,7 @@ def tiny_package(tiny_bert, tmp_path_factory):
     """(wheel, packaged model dir, training output dir): transformer (biomed.BiomedBERT.v1 over the
     tiny BERT) + spancat, trained a few steps on text with TRAIN_CANARY and scored on text with DEV_CANARY,
     as `spacy train` does."""
-    from biomed_spancat.packaging import build_meta, package_pipeline
+    from biomed_spancat.publish.packaging import build_meta, package_pipeline
 
     spacy.util.fix_random_seed(0)
     root = tmp_path_factory.mktemp("tiny_package")
@@ -143,7 +144,8 @@ def tiny_wheel(tiny_package) -> Path:
 @pytest.fixture(scope="session")
 def tiny_metrics(tiny_package, tmp_path_factory) -> Path:
     """The project's evaluation of the packaged pipeline, as evaluate-package writes it."""
-    from biomed_spancat.evaluation import evaluate_pipeline, write_json
+    from biomed_spancat.evaluation.evaluate import evaluate_pipeline
+    from biomed_spancat.util import write_json
 
     nlp = spacy.load(tiny_package[1])
     result, _ = evaluate_pipeline(nlp, _gold_docs(nlp), "sc", model="en_biomed_spancat",
@@ -314,7 +316,7 @@ def test_no_word_of_the_training_or_dev_text_ships(tiny_package, staged):
 
 
 def test_pruned_vocab_predicts_exactly_as_the_trained_pipeline(tiny_package):
-    from biomed_spancat.vocab_prune import predictions
+    from biomed_spancat.publish.vocab_prune import predictions
 
     _, model_dir, trained = tiny_package
     texts = ["Loss of Pax6 in the embryonic mouse eye causes aniridia.",
@@ -358,15 +360,15 @@ def test_card_metadata_is_a_valid_model_card(staged, fake_hub, hub_env):
 
 
 def test_card_template_is_package_data():
-    from biomed_spancat.hub import TEMPLATE
+    from biomed_spancat.publish.hub import TEMPLATE
 
     assert TEMPLATE.is_file() and TEMPLATE.suffix == ".j2"
     pyproject = (ROOT / "components" / "pyproject.toml").read_text()
-    assert '"biomed_spancat.hub" = ["templates/*.j2"]' in pyproject
+    assert '"biomed_spancat.publish.hub" = ["templates/*.j2"]' in pyproject
 
 
 def test_card_example_is_what_the_wheel_returns(staged, tiny_package):
-    from biomed_spancat.hub import EXAMPLE_TEXT
+    from biomed_spancat.publish.hub import EXAMPLE_TEXT
 
     _, body = _card(staged)
     assert f'doc = nlp("{EXAMPLE_TEXT}")' in body
@@ -386,7 +388,7 @@ def test_card_example_is_what_the_wheel_returns(staged, tiny_package):
 
 
 def test_card_example_sentence_is_not_from_the_corpus(craft_sample_texts):
-    from biomed_spancat.hub import EXAMPLE_TEXT
+    from biomed_spancat.publish.hub import EXAMPLE_TEXT
 
     assert craft_sample_texts  # the sample was read
     assert not any(EXAMPLE_TEXT in text for text in craft_sample_texts)
@@ -403,7 +405,7 @@ def craft_sample_texts() -> List[str]:
 
 
 def _prov_card(metrics_path: str, record: Optional[Dict]) -> str:
-    from biomed_spancat.hub import ThresholdRecord
+    from biomed_spancat.publish.hub import ThresholdRecord
 
     cm = _cm()
     cm.data = {"path": metrics_path, "docs": 3}
@@ -542,18 +544,20 @@ def test_baselines_are_tabled_against_the_model(tiny_wheel, tiny_metrics, tmp_pa
 
 
 @pytest.mark.parametrize("content,message", [
-    ("{not json", "line 1: not valid JSON"),
+    ("{not json", "line 1: not valid JSON (Expecting property name"),
     ('{"spans": {"p": 81.2, "r": 0.5, "f": 0.6}, "per_label": {}}', "'spans'.p: 81.2 is not a fraction"),
     ('{"spans": {"p": 0.8, "r": 0.5, "f": 0.6}, "per_label": {"PR": {"p": 0.1, "r": 0.1}}}', "'per_label.PR': no 'f'"),
     ('{"accuracy": 0.9}', "neither the project's metrics"),
     ('{"spans": {"p": 0.8, "r": 0.5, "f": 0.6}, "per_label": {}, "model": {"spans_key": "ents"}}',
      "for spans key 'ents'"),
-    ('[1, 2]', "expected a JSON object"),
+    ('[1, 2]', "expected a JSON object (metrics file), got list"),
 ])
 def test_bad_metrics_name_the_file_and_the_key(tmp_path, content, message):
     path = tmp_path / "package.json"
     path.write_text(content)
-    with pytest.raises(HubError) as err:
+    # an unreadable file is an InputFileError (one type for every step's JSON inputs), bad scores a HubError
+    error = InputFileError if content.startswith(("{not", "[")) else HubError
+    with pytest.raises(error) as err:
         load_metrics(path, "sc")
     assert str(path) in str(err.value) and message in str(err.value)
 

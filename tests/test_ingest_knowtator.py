@@ -265,7 +265,7 @@ def test_craft_matches_the_mirror_exactly(craft_asset, craft_dir, split, n_spans
 # --- where CRAFT comes from: the mirror when present, else the fetched corpus -------------------
 
 from biomed_spancat.ingest.craft import CRAFT_COMMIT, craft_source  # noqa: E402
-from biomed_spancat.uptrain import split_heldout  # noqa: E402
+from biomed_spancat.training.uptrain import split_heldout  # noqa: E402
 
 
 def test_craft_source_prefers_the_mirror_and_falls_back_to_the_corpus(tmp_path):

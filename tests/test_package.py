@@ -15,7 +15,7 @@ from spacy.training import Example
 from thinc.api import Config, fix_random_seed
 
 from biomed_spancat.outputs import KILL_ENV, tree_digest
-from biomed_spancat.packaging import MODEL_HASH_KEY, wheel_meta
+from biomed_spancat.publish.packaging import MODEL_HASH_KEY, wheel_contents
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEEL = "en_biomed_spancat-0.1.0-py3-none-any.whl"
@@ -121,7 +121,7 @@ def test_the_wheel_is_built_from_a_clean_folder_and_records_its_model(project):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
     assert not any("leftover" in n for n in names)
-    assert wheel_meta(wheel)[MODEL_HASH_KEY] == tree_digest(project / "training" / "model-tuned")
+    assert wheel_contents(wheel)[0][MODEL_HASH_KEY] == tree_digest(project / "training" / "model-tuned")
     assert not leftover.exists()  # the package folder is the new build, whole
 
 
@@ -147,7 +147,7 @@ def test_a_stale_wheel_is_refused_by_evaluate_package_and_stage_hub(project):
 
 
 def test_a_package_run_killed_after_its_commit_point_is_finished_by_the_next_check(project):
-    from biomed_spancat.packaging import check_wheel
+    from biomed_spancat.publish.packaging import check_wheel
 
     assert package(project).returncode == 0
     set_threshold(project, 0.35)

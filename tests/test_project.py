@@ -93,7 +93,7 @@ def test_lock_reruns_a_step_when_its_code_changes(tmp_path):
         assert deps["components/biomed_spancat/ingest"] is not None  # the folder is hashed whole
         assert check_rerun(root, cmd) is False  # nothing changed: skipped
         # code another step runs: still skipped
-        (root / "components/biomed_spancat/hub.py").open("a").write("\n# edited\n")
+        (root / "components/biomed_spancat/publish/hub/card.py").open("a").write("\n# edited\n")
         assert check_rerun(root, cmd) is False
         # code this step runs: re-run
         reader = root / "components/biomed_spancat/ingest/knowtator.py"

@@ -13,8 +13,8 @@ import pytest
 import spacy
 from spacy.tokens import Doc, Span
 
-from biomed_spancat.evaluation import assemble_metrics, score_docs
-from biomed_spancat.report import (
+from biomed_spancat.evaluation.scoring import assemble_metrics, score_docs
+from biomed_spancat.evaluation.report import (
     FN_COLOR,
     FP_COLOR,
     build_report,
@@ -354,7 +354,7 @@ def test_report_layout_in_headless_chromium(tmp_path, width):
 
 
 def test_results_table_from_metrics():
-    from biomed_spancat.report import results_table
+    from biomed_spancat.evaluation.report import results_table
 
     spancat, _, _ = make_case()
     spancat.metrics["training"] = {"training_seconds": 754.0}

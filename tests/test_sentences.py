@@ -3,7 +3,7 @@ import pytest
 import spacy
 from spacy.util import registry
 
-import biomed_spancat.sentences  # noqa: F401  (registers the factory, as the package does)
+import biomed_spancat.pipeline.sentences  # noqa: F401  (registers the factory, as the package does)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 import spacy
 from spacy.training import Example
 
-from biomed_spancat.architecture import WORKER_THREADS_ENV, worker_threads
+from biomed_spancat.pipeline.architecture import WORKER_THREADS_ENV, worker_threads
 
 from conftest import ROOT, TINY_TEXTS
 
@@ -219,7 +219,7 @@ def test_sentences_change_no_span_prediction(shipped_pipeline):
 
 @pytest.mark.slow
 def test_wheel_declares_components_and_displacy_colours(shipped_pipeline, tmp_path):
-    from biomed_spancat.packaging import build_meta, package_pipeline
+    from biomed_spancat.publish.packaging import build_meta, package_pipeline
 
     source = {"requested": "tiny", "used": "tiny-bert", "stand_in": True, "note": "test"}
     meta = build_meta("biomed_spancat", "0.0.1", source)

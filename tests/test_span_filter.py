@@ -11,14 +11,15 @@ import pytest
 import spacy
 from spacy.tokens import Doc, Span
 
-from biomed_spancat.display import SpanFilter, filter_spans
-from biomed_spancat.evaluation import evaluate_pipeline, read_docs
-from biomed_spancat.threshold import (
+from biomed_spancat.evaluation.evaluate import evaluate_pipeline
+from biomed_spancat.evaluation.threshold import (
     choose_label_thresholds,
     label_counts,
     save_with_filter,
     tune_span_filter,
 )
+from biomed_spancat.pipeline.display import SpanFilter, filter_spans
+from biomed_spancat.util import read_docs
 
 from conftest import ROOT
 from test_evaluation import tiny_spancat  # noqa: F401  (fixture)

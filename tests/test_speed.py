@@ -4,7 +4,7 @@ that states it (the report, the metrics and the model card share both)."""
 import pytest
 import spacy
 
-from biomed_spancat.speed import SPEED_SCHEMA, config_precision, describe_speed, machine_info, measure_speed
+from biomed_spancat.evaluation.speed import SPEED_SCHEMA, config_precision, describe_speed, machine_info, measure_speed
 
 TEXTS = ["BMP2 and BMP4 regulate limb patterning.", "In the mouse embryo, Shh is expressed.", "Fig. 2 shows it."]
 
@@ -57,7 +57,7 @@ def test_precision_from_the_training_configs():
 
     from spacy.util import load_config
 
-    from biomed_spancat.architecture import resolve_cpu_precision
+    from biomed_spancat.pipeline.architecture import resolve_cpu_precision
 
     root = Path(__file__).resolve().parent.parent
     cpu = load_config(root / "configs" / "spancat.cfg", interpolate=False)

@@ -2,7 +2,6 @@
 weasel's project.lock) and `weasel run check`: each missing file with the command
 that makes it, in a fresh clone."""
 
-import json
 import os
 import subprocess
 import sys

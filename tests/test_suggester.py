@@ -19,19 +19,21 @@ from spacy.vocab import Vocab
 from thinc.api import Config
 from typer.testing import CliRunner
 
-from biomed_spancat.suggester import build_biomed_suggester
-from biomed_spancat.suggester_fit import (
+from biomed_spancat.pipeline.suggester import build_biomed_suggester
+from biomed_spancat.training.suggester_coverage import (
     analyse_spans,
-    calibrate_rule_risk,
     coverage_report,
+    index_corpus,
+    load_suggester_from_config,
+)
+from biomed_spancat.training.suggester_fit import (
+    calibrate_rule_risk,
     fit_suggester_config,
     fit_suggester_settings,
     holdout_split,
-    index_corpus,
-    load_docs,
-    load_suggester_from_config,
     write_suggester_config,
 )
+from biomed_spancat.util import DocBinError, read_docs
 
 NAME = "biomed.span_suggester.v1"
 ROLES = ("single", "start", "end", "inside")
@@ -363,10 +365,10 @@ def write_docbin(docs, path: Path) -> Path:
 def test_load_docs_names_the_bad_file(tmp_path):
     bad = tmp_path / "train.spacy"
     bad.write_text("not a docbin\n", encoding="utf8")
-    with pytest.raises(ValueError, match=r"train\.spacy: not a readable DocBin"):
-        load_docs(bad)
-    with pytest.raises(FileNotFoundError, match=r"missing\.spacy: DocBin not found"):
-        load_docs(tmp_path / "missing.spacy")
+    with pytest.raises(DocBinError, match=r"train\.spacy: not a readable \.spacy DocBin"):
+        read_docs(bad)
+    with pytest.raises(DocBinError, match=r"missing\.spacy: no such file"):
+        read_docs(tmp_path / "missing.spacy")
 
 
 def test_fit_config_names_a_missing_base_config(tmp_path, sample):

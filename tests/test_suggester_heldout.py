@@ -1,4 +1,4 @@
-"""The suggester's settings hold on unseen documents (biomed_spancat.suggester_heldout)."""
+"""The suggester's settings hold on unseen documents (biomed_spancat.training.suggester_heldout)."""
 import json
 import random
 
@@ -6,9 +6,10 @@ import pytest
 import spacy
 from spacy.tokens import Doc, DocBin, Span
 
-from biomed_spancat.suggester import build_biomed_suggester
-from biomed_spancat.suggester_fit import coverage_report, fit_suggester_config, fit_suggester_settings
-from biomed_spancat.suggester_heldout import LADDER, document_folds, fit_heldout_settings, plain_ngram_settings
+from biomed_spancat.pipeline.suggester import build_biomed_suggester
+from biomed_spancat.training.suggester_coverage import coverage_report
+from biomed_spancat.training.suggester_fit import fit_suggester_config, fit_suggester_settings
+from biomed_spancat.training.suggester_heldout import LADDER, document_folds, fit_heldout_settings, plain_ngram_settings
 
 NLP = spacy.blank("en")
 ENT = ["insulin", "metformin", "asthma", "sepsis", "warfarin", "anemia"]

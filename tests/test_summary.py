@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from biomed_spancat.evaluation import assemble_metrics, score_docs
 from biomed_spancat.steps import record_step
 from biomed_spancat.summary import build_summary, format_seconds, format_summary
 

@@ -3,7 +3,7 @@ import spacy
 from spacy.tokens import Doc
 from spacy.util import registry
 
-from biomed_spancat.tokenizer import create_biomed_tokenizer
+from biomed_spancat.pipeline.tokenizer import create_biomed_tokenizer
 
 BIOMED = {"nlp": {"tokenizer": {"@tokenizers": "biomed.Tokenizer.v1"}}}
 

@@ -41,7 +41,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import spacy  # noqa: E402
 
-from biomed_spancat.gpu import GpuConfigError, load_training_config, set_spans_key  # noqa: E402
+from biomed_spancat.training.gpu import GpuConfigError, load_training_config, set_spans_key  # noqa: E402
 from biomed_spancat.ingest.convert import ConvertOptions, convert  # noqa: E402
 
 KNOWTATOR = Path(__file__).parent / "data" / "knowtator"

@@ -9,7 +9,7 @@ import spacy
 from spacy.tokens import DocBin
 from thinc.api import Config
 
-from biomed_spancat.training_log import console_logger, format_duration, progress_line
+from biomed_spancat.training.training_log import console_logger, format_duration, progress_line
 
 from test_evaluation import TINY_CONFIG, tiny_docs
 

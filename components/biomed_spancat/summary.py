@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from .evaluation import headline
-from .speed import describe_speed
+from .evaluation.scoring import headline
+from .evaluation.speed import describe_speed
 from .steps import command_times, read_step_log
 
 __all__ = ["PLACEHOLDER_NAMESPACE", "build_summary", "format_summary", "format_seconds"]
@@ -151,7 +151,7 @@ def build_summary(
     if Path(wheel).exists():
         nxt = f"pip install {wheel}  (then spacy.load(\"{Path(wheel).name.split('-')[0]}\"))"
         nxt += (
-            f"; to publish: set vars.hub_namespace, then `weasel run stage-hub` and `weasel run push`"
+            "; to publish: set vars.hub_namespace, then `weasel run stage-hub` and `weasel run push`"
             if placeholder
             else f"; to publish: `weasel run push` (to {namespace}/{repo})"
         )

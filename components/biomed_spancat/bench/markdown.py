@@ -5,15 +5,12 @@ this module only formats the cells."""
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..util import pct
 from .util import NOT_MEASURED_GPU
 
 __all__ = ["render_markdown", "write_markdown", "TEMPLATE"]
 
 TEMPLATE = Path(__file__).parent / "benchmarks.md.j2"
-
-
-def _pct(x: Optional[float]) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}"
 
 
 def _share(x: Optional[float]) -> str:
@@ -73,7 +70,7 @@ def _rows(result: Dict[str, Any]) -> Dict[str, Any]:
         (f"ngram_range(1, {sug['ngram_K']})", f"{sug['ngram_recall']:.2%}", f"{sug['ngram_candidates']:,}", f"{sug['ngram_per_token']:.3f}"),
     ] if sug else []
     view["accuracy_rows"] = [
-        (k, _pct(a.get("p")), _pct(a.get("r")), _pct(a.get("f")), f"`{a['path']}`") for k, a in (result.get("accuracy") or {}).items()
+        (k, pct(a.get("p"), 2), pct(a.get("r"), 2), pct(a.get("f"), 2), f"`{a['path']}`") for k, a in (result.get("accuracy") or {}).items()
     ]
     view["missed_rows"] = [(x["target"], x["where"], x["wanted"], x["shortfall"]) for x in result.get("missed_targets", [])]
     return view

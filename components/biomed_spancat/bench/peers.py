@@ -156,7 +156,7 @@ def gliner_runner(backbone: Path, labels: Sequence[str], window: int, batch_size
     import torch
     from gliner import GLiNER, GLiNERConfig
 
-    from ..gliner_baseline import doc_words, windows
+    from ..evaluation.gliner_baseline import doc_words, windows
 
     model = GLiNER.from_config(GLiNERConfig(model_name=str(backbone)))
     model.eval()

@@ -45,7 +45,7 @@ from .util import (
 __all__ = ["run_bench", "check_targets", "check_inputs"]
 
 def _suggester_coverage(config: Path, docs: Sequence[Any], spans_key: str) -> Dict[str, Any]:
-    from ..suggester_fit import coverage_report, load_suggester_from_config
+    from ..training.suggester_coverage import coverage_report, load_suggester_from_config
 
     report = coverage_report(load_suggester_from_config(config), docs, spans_key=spans_key)
     report.pop("ngram_table", None)
@@ -99,7 +99,7 @@ def run_bench(
     """
     import spacy
 
-    from ..architecture import CPU_PRECISION_KEY
+    from ..pipeline.architecture import CPU_PRECISION_KEY
 
     check_inputs(dev, train)
     dev_docs = _read_docs(dev)
@@ -153,10 +153,10 @@ def run_bench(
             texts = [d.text for d in docs]
             n_words = sum(len(spacy.blank("en").make_doc(t)) for t in texts)
             if size == "standin":
-                from ..evaluation import load_model
+                from ..util import load_pipeline
 
-                ours = load_model(pipeline)
-                ours32 = load_model(pipeline, {CPU_PRECISION_KEY: "float32"})
+                ours = load_pipeline(pipeline)
+                ours32 = load_pipeline(pipeline, {CPU_PRECISION_KEY: "float32"})
                 ours_name = str(pipeline)
             else:
                 ours = init_untrained(config_on_backbone(config, bb), train_docs)

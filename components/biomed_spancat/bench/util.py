@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..util import InputFileError, read_json_object
+
 __all__ = [
     "BenchSettings",
     "QUICK",
@@ -160,7 +162,7 @@ def versions() -> Dict[str, str]:
 
 def machine() -> Dict[str, Any]:
     """Cores, memory, CPU model and GPU presence: where the figures were measured."""
-    from ..packaging import describe_hardware
+    from ..publish.packaging import describe_hardware
 
     cpu = platform.processor() or ""
     try:
@@ -202,24 +204,20 @@ def read_spans_f(path: Path) -> Dict[str, Any]:
 
     path (Path): The metrics file.
     RETURNS (Dict[str, Any]): p, r, f (0-1) and the source path.
+    RAISES (InputFileError): No such file, not JSON, or no spans F in it.
     """
     path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: metrics file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
-    if isinstance(data, dict) and isinstance(data.get("spans"), dict) and "f" in data["spans"]:
+    data = read_json_object(path, "metrics file")
+    if isinstance(data.get("spans"), dict) and "f" in data["spans"]:
         s = data["spans"]
         return {"p": s.get("p"), "r": s.get("r"), "f": s["f"], "path": str(path)}
-    for d in (data, data.get("performance") if isinstance(data, dict) else None):
+    for d in (data, data.get("performance")):
         if isinstance(d, dict):
             key = next((k for k in d if k.startswith("spans_") and k.endswith("_f")), None)
             if key:
                 stem = key[:-2]
                 return {"p": d.get(stem + "_p"), "r": d.get(stem + "_r"), "f": d[key], "path": str(path)}
-    raise ValueError(f"{path}: no spans F found (expected 'spans.f', 'spans_<key>_f' or 'performance.spans_<key>_f')")
+    raise InputFileError(f"{path}: no spans F found (expected 'spans.f', 'spans_<key>_f' or 'performance.spans_<key>_f')")
 
 
 # --------------------------------------------------------------------------- backbones
@@ -315,7 +313,7 @@ def config_on_backbone(config_path: Path, backbone: Path, overrides: Optional[Di
 
 def _precision_of(nlp: Any) -> str:
     """The CPU precision our transformer resolves to here, from the pipeline's config."""
-    from ..architecture import resolve_cpu_precision
+    from ..pipeline.architecture import resolve_cpu_precision
 
     setting = nlp.config["components"]["transformer"]["model"].get("cpu_precision", "float32")
     return f"{setting} -> {resolve_cpu_precision(setting)}" if setting == "auto" else setting

@@ -11,7 +11,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import numpy
 import srsly

@@ -32,8 +32,8 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from .assist import AssistError, input_hash, load_pipeline, use_device
-from .evaluation import pct
+from ..assist import AssistError, input_hash
+from ..util import load_pipeline, pct, read_docs, use_device, write_json
 
 __all__ = [
     "UPTRAIN_SCHEMA",
@@ -44,7 +44,6 @@ __all__ = [
     "measure_pipeline",
     "compare_uptrain",
     "format_markdown",
-    "write_json",
 ]
 
 UPTRAIN_SCHEMA = "biomed.uptrain.v1"
@@ -69,7 +68,7 @@ def _doc_key(data: Dict[str, Any]) -> str:
 
 
 def _read_tasks(source: str, fmt: Optional[str], datasets: Sequence[str] = ()) -> Any:
-    from .assist import _ingest
+    from ..assist.records import _ingest
 
     ConvertOptions, IngestError, resolve_sources, iter_sources = _ingest()
     try:
@@ -107,9 +106,9 @@ def split_heldout(
     RETURNS (Dict[str, Any]): The report (also written to heldout.json).
     RAISES (AssistError): Fewer than two documents, a share outside (0, 1), an unreadable source.
     """
-    from .ingest.convert import ConvertOptions, convert
-    from .ingest.split import split_documents
-    from .ingest.tasks import IngestError
+    from ..ingest.convert import ConvertOptions, convert
+    from ..ingest.split import split_documents
+    from ..ingest.tasks import IngestError
 
     if not 0.0 < share < 1.0:
         raise AssistError(f"the unlabelled share must be in (0, 1), got {share}")
@@ -185,23 +184,16 @@ def merge_corpora(inputs: Sequence[PathLike], output: PathLike) -> Dict[str, int
     inputs (Sequence[PathLike]): .spacy files, in order.
     output (PathLike): The merged .spacy file (written atomically).
     RETURNS (Dict[str, int]): Docs per input file, and the total.
-    RAISES (AssistError): A missing or unreadable input.
+    RAISES (DocBinError): A missing or unreadable input.
     """
     merged = DocBin(attrs=["ORTH", "SPACY"], store_user_data=True)
     counts: Dict[str, int] = {}
     vocab = spacy.blank("en").vocab
     for path in map(Path, inputs):
-        if not path.is_file():
-            raise AssistError(f"{path}: no such file")
-        try:
-            docbin = DocBin().from_disk(path)
-        except Exception as err:
-            raise AssistError(f"{path}: not a readable .spacy DocBin ({err})") from err
-        n = 0
-        for doc in docbin.get_docs(vocab):
+        docs = read_docs(path, vocab)
+        for doc in docs:
             merged.add(doc)
-            n += 1
-        counts[str(path)] = n
+        counts[str(path)] = len(docs)
     counts["total"] = sum(counts.values())
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +221,8 @@ def measure_pipeline(
     RETURNS (Dict[str, Any]): {"scores": {set: {p, r, f, gold_spans, pred_spans}},
         "speed": {words, seconds (median), runs (every pass's seconds), words_per_second}}.
     """
-    from .evaluation import make_pred_doc, score_docs
+    from ..evaluation.evaluate import make_pred_doc
+    from ..evaluation.scoring import score_docs
 
     if repeats < 1:
         raise AssistError(f"repeats must be at least 1, got {repeats}")
@@ -292,24 +285,19 @@ def compare_uptrain(
     RETURNS (Dict[str, Any]): Per-model scores and speed, the gap closed per
         set, the speed ratio and whether the target is met.
     """
-    from .evaluation import read_docs
-
     roles = [role for role, _, _ in models]
     for needed in ("transformer", "cpu_gold", "cpu_uptrained"):
         if needed not in roles:
             raise AssistError(f"compare needs a '{needed}' model (got {roles})")
     if not eval_sets:
         raise AssistError("compare needs at least one evaluation set (dev)")
-    use_device(-1)
+    use_device(-1, echo=False)
     results: Dict[str, Any] = {}
     for role, label, model in models:
         nlp = load_pipeline(model)
         data = {}
         for name, path in eval_sets.items():
-            try:
-                data[name] = read_docs(Path(path), nlp.vocab)
-            except ValueError as err:
-                raise AssistError(str(err)) from err
+            data[name] = read_docs(Path(path), nlp.vocab)
         measured = measure_pipeline(nlp, data, spans_key, batch_size, repeats)
         results[role] = {"label": label, "model": str(model), "pipeline": list(nlp.pipe_names), **measured}
         del nlp
@@ -430,12 +418,3 @@ def format_markdown(result: Dict[str, Any]) -> str:
         f"{s.get('repeats', 1)} timed passes over all sets after the scored pass."
     )
     return "\n".join(lines) + "\n"
-
-
-def write_json(data: Any, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
-    os.replace(tmp, path)
-    return path

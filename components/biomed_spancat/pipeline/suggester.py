@@ -6,7 +6,7 @@ proposes every span up to K tokens; this one proposes the same grid but drops
 candidates whose boundaries the training data says never (or almost never)
 hold a gold span: a unigram of "the", a two-token span starting at ",", a
 long span running through "." and so on. The block lists are learned by
-`biomed_spancat.suggester_fit` and written into the training config, so they
+`biomed_spancat.training.suggester_fit` and written into the training config, so they
 travel inside the packaged pipeline's config.cfg.
 
 Shipped inside the packaged pipeline (`spacy package --code`), so this module

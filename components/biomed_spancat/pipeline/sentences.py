@@ -36,7 +36,7 @@ def _factory(name: str, **meta):
     """`Language.factory(name, **meta)`, unless another copy of this module registered `name`.
 
     In the project's own environment the installed wheel's copy of this module
-    (`en_biomed_spancat.X`) meets the project's (`biomed_spancat.X`), both
+    (`en_biomed_spancat.X`) meets the project's (`biomed_spancat.pipeline.X`), both
     registered through entry points; spaCy refuses a second function under one
     factory name (E004), so the first copy imported serves both. (Each shipped
     module stands alone, so this helper is repeated in each that registers a factory.)

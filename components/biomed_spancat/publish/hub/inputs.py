@@ -5,13 +5,13 @@ HubError that names the file.
 
 Project library code: never imported by a loaded pipeline.
 """
-import json
 import math
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from ...util import read_json_object
 
 __all__ = [
     "CARD_NAME",
@@ -106,24 +106,18 @@ def read_wheel(wheel: Path) -> Tuple[Meta, Dict[str, Any]]:
     wheel (Path): A wheel built by `spacy package`.
     RETURNS (Tuple[dict, dict]): meta.json, and {"component", "spans_key", "threshold", "suggester"}
         of the spancat component (empty when there is none).
+    RAISES (PackagingError): No such wheel, or not one `spacy package` built.
+    RAISES (HubError): A file name pip would not install, or one that is not its meta's.
     """
     # confection's Config is thinc's, without importing thinc (and torch) for a config read
     from confection import Config
 
+    from ..packaging import PackagingError, wheel_contents
+
     if not wheel.is_file():
-        raise HubError(f"{wheel}: no such wheel (run the `package` command first)")
+        raise PackagingError(f"{wheel}: no such wheel (run the `package` command first)")
     dist_name, dist_version = check_wheel_name(wheel)
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            names = zf.namelist()
-            metas = [n for n in names if n.count("/") == 1 and n.endswith("/meta.json")]
-            if not metas:
-                raise HubError(f"{wheel}: no <package>/meta.json inside; was it built by `spacy package`?")
-            meta = json.loads(zf.read(metas[0]).decode("utf8"))
-            configs = [n for n in names if n.count("/") == 2 and n.endswith("/config.cfg")]
-            config_text = zf.read(configs[0]).decode("utf8") if configs else ""
-    except zipfile.BadZipFile as err:
-        raise HubError(f"{wheel}: not a readable wheel ({err})") from None
+    meta, config_text = wheel_contents(wheel)
     package = package_name(meta)
     if package != dist_name or str(meta.get("version")) != dist_version:
         raise HubError(
@@ -207,6 +201,8 @@ def normalize_metrics(raw: Dict[str, Any], spans_key: str, where: str) -> CardMe
     spans_key (str): The spans key of the packaged spancat.
     where (str): The file, for messages.
     RETURNS (CardMetrics): The checked metrics.
+    RAISES (InputFileError): No such file, or not a JSON object.
+    RAISES (HubError): Not the scores of this wheel, or not scores at all.
     """
     prefix = f"spans_{spans_key}"
     if "spans" in raw and "per_label" in raw:
@@ -274,14 +270,7 @@ def load_metrics(
     labels (Optional[Iterable[str]]): The wheel's spancat labels.
     RETURNS (CardMetrics): The checked metrics.
     """
-    if not path.is_file():
-        raise HubError(f"{path}: no such metrics file (run the `evaluate-package` command first)")
-    try:
-        raw = json.loads(path.read_text(encoding="utf8"))
-    except json.JSONDecodeError as err:
-        raise HubError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
-    if not isinstance(raw, dict):
-        raise HubError(f"{path}: expected a JSON object of scores, got {type(raw).__name__}")
+    raw = read_json_object(path, "metrics file", "evaluate-package")
     cm = normalize_metrics(raw, spans_key, str(path))
     scored = (cm.model.get("name"), cm.model.get("version"))
     if package and scored[0] is not None and (scored[0] != package or str(scored[1]) != str(version)):
@@ -315,13 +304,8 @@ def load_threshold_record(path: Path) -> ThresholdRecord:
     RETURNS (ThresholdRecord): The record.
     """
     path = Path(path)
-    if not path.is_file():
-        raise HubError(f"{path}: no such threshold record (run the `tune-threshold` command first)")
-    try:
-        raw = json.loads(path.read_text(encoding="utf8"))
-    except json.JSONDecodeError as err:
-        raise HubError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("data"), str) or not raw["data"]:
+    raw = read_json_object(path, "threshold record", "tune-threshold")
+    if not isinstance(raw.get("data"), str) or not raw["data"]:
         raise HubError(f"{path}: expected tune-threshold's record with 'data' (the file the threshold was chosen on)")
     threshold = _fraction(raw.get("threshold"), f"{path}: threshold", optional=False)
     return ThresholdRecord(path, raw["data"], threshold)

@@ -10,25 +10,15 @@ predictions do not come from spancat, is scored by exactly the same code.
 
 Project library code: never imported by a packaged pipeline.
 """
-
-import importlib
-import importlib.util
-import json
 import statistics
-import time
-from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy
-import spacy
-from spacy.language import Language
-from spacy.pipeline import SpanCategorizer
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import Doc
 from tqdm import tqdm
 
-from .speed import measure_speed
+from ..util import pct
 
 __all__ = [
     "METRICS_SCHEMA",
@@ -40,19 +30,11 @@ __all__ = [
     "SpanEvaluation",
     "doc_spans",
     "prf",
+    "length_bucket",
     "overlap_groups",
     "score_docs",
     "suggester_recall",
-    "find_spancat",
-    "load_model",
-    "score_raw_text",
-    "read_docs",
-    "make_pred_doc",
-    "predict_docs",
-    "evaluate_pipeline",
-    "use_device",
-    "write_json",
-    "pct",
+    "assemble_metrics",
     "headline",
 ]
 
@@ -411,315 +393,6 @@ def suggester_recall(
     }
 
 
-def find_spancat(nlp: Language, spans_key: str = "sc") -> Tuple[str, SpanCategorizer]:
-    """The pipeline's span categorizer writing to `spans_key`.
-
-    nlp (Language): The pipeline.
-    spans_key (str): The span group the component must write.
-    RETURNS (Tuple[str, SpanCategorizer]): The component's name and object.
-    """
-    found = [(name, pipe) for name, pipe in nlp.pipeline if isinstance(pipe, SpanCategorizer)]
-    matching = [(name, pipe) for name, pipe in found if pipe.key == spans_key]
-    if len(matching) == 1:
-        return matching[0]
-    have = ", ".join(f"{name} (key {pipe.key!r})" for name, pipe in found) or "none"
-    if not matching:
-        raise ValueError(
-            f"the pipeline has no span categorizer writing doc.spans[{spans_key!r}]; "
-            f"span categorizers: {have}; pipeline: {nlp.pipe_names}"
-        )
-    raise ValueError(f"several span categorizers write doc.spans[{spans_key!r}]: {have}")
-
-
-def load_model(model: Union[str, Path], config: Optional[Dict[str, Any]] = None) -> Language:
-    """Load a pipeline from a directory or an installed package name.
-
-    model (Union[str, Path]): A pipeline directory, or a package such as
-        `en_biomed_spancat` (the installed wheel: the artifact that ships).
-    config (Optional[Dict[str, Any]]): Dotted config overrides, as spacy.load takes them
-        (e.g. {"components.transformer.model.cpu_precision": "float32"}).
-    RETURNS (Language): The loaded pipeline.
-    """
-    path = Path(model)
-    if path.exists():
-        return load_pipeline_dir(path, config)
-    if spacy.util.is_package(str(model)):
-        return spacy.load(str(model), config=config or {})
-    raise ValueError(
-        f"{model}: neither a pipeline directory nor an installed package "
-        f"(install the wheel first, e.g. `weasel run package` then `pip install` it)"
-    )
-
-
-def load_pipeline_dir(path: Path, config: Optional[Dict[str, Any]] = None) -> Language:
-    """Load a pipeline directory; when it does not load, say which file of
-    which component is damaged instead of the deserializer's bare message.
-
-    path (Path): The pipeline directory.
-    config (Optional[Dict[str, Any]]): Dotted config overrides.
-    RETURNS (Language): The loaded pipeline.
-    RAISES (ValueError): Not a pipeline directory, or a file that does not load (named).
-    """
-    path = Path(path)
-    if not (path / "config.cfg").is_file():
-        raise ValueError(f"{path}: not a spaCy pipeline directory (no config.cfg)")
-    try:
-        return spacy.load(path, config=config or {})
-    except Exception as err:  # any deserializer's error: find the file
-        damaged = find_damaged_file(path)
-        if damaged is None:
-            raise ValueError(f"{path}: the pipeline does not load ({type(err).__name__}: {err})") from None
-        file, why = damaged
-        part = file.relative_to(path).parts[0]
-        where = f" (component '{part}')" if (path / part).is_dir() and part not in ("vocab", "tokenizer") else ""
-        raise ValueError(
-            f"{file}{where}: damaged, the pipeline cannot be loaded ({why}); copy it again or re-run "
-            f"the step that wrote {path}"
-        ) from None
-
-
-def find_damaged_file(path: Path) -> Optional[Tuple[Path, str]]:
-    """The first file of a pipeline directory that does not parse as what spaCy writes there.
-
-    path (Path): The pipeline directory.
-    RETURNS (Optional[Tuple[Path, str]]): The file and why, or None when every file parses.
-    """
-    import srsly
-    from confection import Config
-
-    json_names = {"meta.json", "cfg", "strings.json", "vectors.cfg", "config.json", "tokenizer_config.json"}
-    msgpack_names = {"model", "tokenizer", "lookups.bin", "key2row"}
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        try:
-            if file == path / "config.cfg":
-                Config().from_disk(file, interpolate=False)
-            elif file.name in json_names:
-                srsly.read_json(file)
-            elif file.name in msgpack_names and file.parent != path:
-                srsly.msgpack_loads(file.read_bytes())
-        except Exception as err:
-            return file, f"{type(err).__name__}: {err}"
-    return None
-
-
-def read_docs(path: Path, vocab: Any = None) -> List[Doc]:
-    """Read the docs of a .spacy DocBin.
-
-    path (Path): The DocBin file.
-    vocab (Optional[Vocab]): The vocab to read into (a blank English one if None).
-    RETURNS (List[Doc]): The docs, in file order.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: no such file")
-    if vocab is None:
-        vocab = spacy.blank("en").vocab
-    try:
-        return list(DocBin().from_disk(path).get_docs(vocab))
-    except Exception as err:  # a DocBin that does not parse: say which file
-        raise ValueError(f"{path}: not a readable .spacy DocBin ({err})") from err
-
-
-def make_pred_doc(vocab: Any, gold: Doc) -> Doc:
-    """An unannotated doc with exactly the gold doc's tokens.
-
-    Evaluating on the gold tokens means a span is wrong only because the model
-    got it wrong, not because the tokenizer cut the text differently.
-
-    vocab (Vocab): The pipeline's vocab.
-    gold (Doc): The gold doc.
-    RETURNS (Doc): The new doc.
-    """
-    return Doc(vocab, words=[t.text for t in gold], spaces=[bool(t.whitespace_) for t in gold])
-
-
-def predict_docs(
-    nlp: Language, gold_docs: Sequence[Doc], *, batch_size: int = 32, progress: bool = True
-) -> Tuple[List[Doc], float]:
-    """Run the pipeline over the gold docs' tokens.
-
-    nlp (Language): The pipeline.
-    gold_docs (Sequence[Doc]): The gold docs.
-    batch_size (int): Docs per batch.
-    progress (bool): Show a progress bar.
-    RETURNS (Tuple[List[Doc], float]): The predicted docs and the seconds spent.
-    """
-    inputs = [make_pred_doc(nlp.vocab, g) for g in gold_docs]
-    start = time.perf_counter()
-    preds = list(
-        tqdm(
-            nlp.pipe(inputs, batch_size=batch_size),
-            total=len(inputs),
-            desc="predicting",
-            unit="doc",
-            disable=not progress,
-        )
-    )
-    return preds, time.perf_counter() - start
-
-
-def score_raw_text(
-    nlp: Language, gold_docs: Sequence[Doc], spans_key: str = "sc", *, batch_size: int = 32, progress: bool = True
-) -> Dict[str, Any]:
-    """Score the pipeline as an application runs it: on the raw text, cut by its own tokenizer.
-
-    The main scores use the gold tokens, so that a span is wrong only because the
-    model got it wrong. Here a gold span whose boundaries fall inside one of the
-    tokenizer's tokens cannot be predicted at all: `tokenizer_ceiling` is the share
-    of gold spans whose start and end characters fall on token boundaries, and
-    spans are matched by (start_char, end_char, label), strictly.
-
-    nlp (Language): The pipeline.
-    gold_docs (Sequence[Doc]): The gold docs (their text is what the pipeline reads).
-    spans_key (str): The span group.
-    batch_size (int): Docs per batch.
-    progress (bool): Show a progress bar.
-    RETURNS (Dict[str, Any]): p/r/f and counts, per_label, tokenizer_ceiling, words_per_second.
-    """
-    start = time.perf_counter()
-    preds = tqdm(
-        nlp.pipe((g.text for g in gold_docs), batch_size=batch_size),
-        total=len(gold_docs),
-        desc="predicting raw text",
-        unit="doc",
-        disable=not progress,
-    )
-    tp: Counter = Counter()
-    fp: Counter = Counter()
-    fn: Counter = Counter()
-    aligned = n_gold = words = 0
-    for gold, pred in zip(gold_docs, preds):
-        words += len(pred)
-        starts = {t.idx for t in pred}
-        ends = {t.idx + len(t) for t in pred}
-        want = {(sp.start_char, sp.end_char, sp.label_) for sp in gold.spans.get(spans_key, [])}
-        got = {(sp.start_char, sp.end_char, sp.label_) for sp in pred.spans.get(spans_key, [])}
-        n_gold += len(want)
-        aligned += sum(1 for a, b, _ in want if a in starts and b in ends)
-        for key in got & want:
-            tp[key[2]] += 1
-        for key in got - want:
-            fp[key[2]] += 1
-        for key in want - got:
-            fn[key[2]] += 1
-    seconds = time.perf_counter() - start
-    labels = sorted(set(tp) | set(fp) | set(fn))
-    return {
-        **prf(sum(tp.values()), sum(fp.values()), sum(fn.values())),
-        "per_label": {lab: prf(tp[lab], fp[lab], fn[lab]) for lab in labels},
-        "tokenizer_ceiling": aligned / n_gold if n_gold else None,
-        "words": words,
-        "seconds": seconds,
-        "words_per_second": words / seconds if seconds else None,
-    }
-
-
-def _device_name() -> str:
-    from thinc.api import get_current_ops
-
-    return "gpu" if type(get_current_ops()).__name__ == "CupyOps" else "cpu"
-
-
-def model_info(nlp: Language, model: str, spans_key: str) -> Dict[str, Any]:
-    """What was evaluated: the pipeline and its span categorizer's settings."""
-    name, spancat = find_spancat(nlp, spans_key)
-    pipe_cfg = nlp.config["components"][name]
-    threshold = spancat.cfg.get("threshold")
-    if isinstance(threshold, float):
-        # srsly's JSON reader can return 0.3 as 0.30000000000000004
-        threshold = round(threshold, 6)
-    return {
-        "model": str(model),
-        "name": f"{nlp.meta.get('lang', nlp.lang)}_{nlp.meta.get('name', 'pipeline')}",
-        "version": nlp.meta.get("version"),
-        "pipeline": list(nlp.pipe_names),
-        "spans_key": spans_key,
-        "component": name,
-        "labels": list(spancat.labels),
-        "threshold": threshold,
-        "max_positive": spancat.cfg.get("max_positive"),
-        "suggester": dict(pipe_cfg.get("suggester", {})),
-    }
-
-
-def evaluate_pipeline(
-    nlp: Language,
-    gold_docs: Sequence[Doc],
-    spans_key: str = "sc",
-    *,
-    model: str = "",
-    data: str = "",
-    batch_size: int = 32,
-    progress: bool = True,
-    speed_repeats: int = 3,
-    name: Optional[str] = None,
-    version: Optional[str] = None,
-) -> Tuple[SpanEvaluation, List[Doc]]:
-    """Predict with a spancat pipeline and score it: the full metrics.
-
-    The speed figure (`metrics["speed"]`) is `speed.measure_speed` over the
-    gold docs' texts, timed apart from the scored pass.
-
-    nlp (Language): The pipeline (its span categorizer writes `spans_key`).
-    gold_docs (Sequence[Doc]): The gold docs.
-    spans_key (str): The span group.
-    model (str): What the pipeline was loaded from, for the record.
-    data (str): Where the gold docs came from, for the record.
-    batch_size (int): Docs per batch.
-    progress (bool): Show progress bars.
-    speed_repeats (int): Timed passes of the speed figure; 0 keeps only the
-        scored pass's time (no warm-up, gold tokens).
-    name (Optional[str]): The package name to record (e.g. "en_biomed_spancat")
-        when the pipeline's meta does not carry it yet (before packaging).
-    version (Optional[str]): Likewise, the package version.
-    RETURNS (Tuple[SpanEvaluation, List[Doc]]): The evaluation (metrics in
-        the METRICS_SCHEMA layout) and the predicted docs.
-    RAISES (ValueError): No documents to evaluate.
-    """
-    if not gold_docs:
-        raise ValueError(f"{data or 'the data'}: holds no documents: nothing to evaluate")
-    info = model_info(nlp, model, spans_key)
-    if name:
-        info["name"] = name
-    if version:
-        info["version"] = version
-    _, spancat = find_spancat(nlp, spans_key)
-    preds, seconds = predict_docs(nlp, gold_docs, batch_size=batch_size, progress=progress)
-    result = score_docs(zip(gold_docs, preds), spans_key, progress=progress)
-    # The suggester sees the pipeline's own docs (same tokens, its vocab), as
-    # at inference; the gold spans are read from the gold docs.
-    suggester = suggester_recall(
-        spancat.suggester,
-        gold_docs,
-        spans_key,
-        ops=spancat.model.ops,
-        input_docs=preds,
-        progress=progress,
-    )
-    result.metrics = assemble_metrics(
-        result.metrics,
-        model=info,
-        data=data,
-        suggester=suggester,
-        flattening=None,
-        seconds=seconds,
-        device=_device_name(),
-        speed=(
-            measure_speed(
-                nlp,
-                [g.text for g in gold_docs],
-                data=data,
-                batch_size=batch_size,
-                repeats=speed_repeats,
-                device=_device_name(),
-            )
-            if speed_repeats > 0 and gold_docs
-            else None
-        ),
-    )
-    return result, preds
-
-
 def assemble_metrics(
     scored: Dict[str, Any],
     *,
@@ -763,51 +436,6 @@ def assemble_metrics(
         },
         "training": training,
     }
-
-
-def use_device(gpu_id: int) -> str:
-    """Set up the device for a command: the CPU for -1, else GPU `gpu_id`.
-
-    Uses the project's GPU pre-flight check (`biomed_spancat.gpu.preflight`,
-    which names whatever is missing: driver, cupy, torch's CUDA, ...) when
-    that module exists, so every command reports GPU problems the same way;
-    falls back to spaCy's `require_gpu` otherwise.
-
-    gpu_id (int): -1 for the CPU, or the GPU's index.
-    RETURNS (str): "cpu" or "gpu:<id>".
-    RAISES (RuntimeError): When a GPU was asked for and cannot be used.
-    """
-    # The gpu module is another concern's; where it does not exist, fall back.
-    if importlib.util.find_spec(f"{__package__}.gpu") is not None:
-        importlib.import_module(f"{__package__}.gpu").preflight(gpu_id)
-    elif gpu_id >= 0:
-        try:
-            spacy.require_gpu(gpu_id)
-        except Exception as err:
-            raise RuntimeError(
-                f"--gpu-id {gpu_id}: no usable GPU ({err}); use --gpu-id -1 for the CPU"
-            ) from err
-    return "cpu" if gpu_id < 0 else f"gpu:{gpu_id}"
-
-
-def write_json(data: Any, path: Path) -> Path:
-    """Write JSON (UTF-8, indented) atomically: to a temp file, then renamed.
-
-    data (Any): JSON-serialisable data.
-    path (Path): The output file; parent folders are created.
-    RETURNS (Path): The path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
-    tmp.replace(path)
-    return path
-
-
-def pct(x: Optional[float], digits: int = 1) -> str:
-    """A share as a percentage for tables and messages: "—" where there was nothing to score."""
-    return "—" if x is None else f"{100 * float(x):.{digits}f}"
 
 
 def headline(metrics: Dict[str, Any]) -> str:

@@ -3,7 +3,7 @@ transformer, as AutoTrain or Prodigy's Hugging Face plugin train it.
 
 Overlapping spans cannot be BIO tags, so the gold spans are flattened first:
 longest span first, then any span sharing a token with one already kept is
-dropped (what those tools do, and what `flatten_spans` records). A
+dropped (what those tools do; the project's one codec, `flatten.flatten_longest`). A
 `AutoModelForTokenClassification` is fine-tuned on the tags of each word's
 first wordpiece with a plain torch loop (AdamW, linear warm-up and decay, as
 the Trainer defaults), predictions are decoded back into spans, and those are
@@ -28,13 +28,13 @@ import numpy
 from spacy.tokens import Doc, Span
 from tqdm import tqdm
 
-from .evaluation import SpanKey, assemble_metrics, doc_spans, make_pred_doc, score_docs
+from ..util import write_json
+from .evaluate import make_pred_doc
+from .flatten import flatten_longest, iob_to_spans, spans_to_iob
+from .scoring import assemble_metrics, doc_spans, score_docs
 
 __all__ = [
     "BIO_SCHEMA",
-    "flatten_spans",
-    "spans_to_bio",
-    "bio_to_spans",
     "make_windows",
     "flattening_recall",
     "train_bio",
@@ -44,71 +44,6 @@ __all__ = [
 
 BIO_SCHEMA = "biomed.bio_baseline.v1"
 BIO_FILE = "bio.json"
-
-
-def flatten_spans(spans: Sequence[SpanKey]) -> Tuple[List[SpanKey], List[SpanKey]]:
-    """Keep a set of spans no two of which share a token: longest first, then
-    earliest start, then label; a span touching one already kept is dropped.
-
-    spans (Sequence[SpanKey]): (start, end, label) spans, overlaps allowed.
-    RETURNS (Tuple[List[SpanKey], List[SpanKey]]): The kept spans (by start)
-        and the dropped ones (in the order they were considered).
-    """
-    kept: List[SpanKey] = []
-    dropped: List[SpanKey] = []
-    taken: set = set()
-    for span in sorted(set(spans), key=lambda s: (-(s[1] - s[0]), s[0], s[2])):
-        tokens = set(range(span[0], span[1]))
-        if tokens & taken:
-            dropped.append(span)
-        else:
-            kept.append(span)
-            taken |= tokens
-    return sorted(kept), dropped
-
-
-def spans_to_bio(n_tokens: int, spans: Sequence[SpanKey]) -> Tuple[List[str], List[SpanKey]]:
-    """BIO tags for `n_tokens` tokens from spans, flattened first.
-
-    n_tokens (int): Length of the doc.
-    spans (Sequence[SpanKey]): The spans (overlaps allowed).
-    RETURNS (Tuple[List[str], List[SpanKey]]): The tags ("O", "B-X", "I-X")
-        and the spans that flattening dropped.
-    """
-    kept, dropped = flatten_spans(spans)
-    tags = ["O"] * n_tokens
-    for start, end, label in kept:
-        if not 0 <= start < end <= n_tokens:
-            raise ValueError(f"span ({start}, {end}, {label}) is outside a doc of {n_tokens} tokens")
-        tags[start] = f"B-{label}"
-        for i in range(start + 1, end):
-            tags[i] = f"I-{label}"
-    return tags, dropped
-
-
-def bio_to_spans(tags: Sequence[str]) -> List[SpanKey]:
-    """Decode BIO tags into spans, leniently like conlleval: an `I-X` that
-    does not continue an X span starts one.
-
-    tags (Sequence[str]): One tag per token.
-    RETURNS (List[SpanKey]): The spans, by start.
-    """
-    spans: List[SpanKey] = []
-    start: Optional[int] = None
-    label = ""
-    for i, tag in enumerate(list(tags) + ["O"]):
-        prefix, _, tag_label = tag.partition("-")
-        continues = prefix == "I" and start is not None and tag_label == label
-        if continues:
-            continue
-        if start is not None:
-            spans.append((start, i, label))
-            start = None
-        if prefix in ("B", "I"):
-            start, label = i, tag_label
-        elif prefix != "O":
-            raise ValueError(f"token {i}: {tag!r} is not a BIO tag (O, B-LABEL, I-LABEL)")
-    return spans
 
 
 def make_windows(n_words: int, window: int, stride: int) -> List[Tuple[int, int]]:
@@ -142,7 +77,7 @@ def flattening_recall(gold_docs: Sequence[Doc], spans_key: str = "sc") -> Dict[s
     per_label: Dict[str, List[int]] = {}
     for doc in gold_docs:
         spans = list(doc_spans(doc, spans_key, with_scores=False))
-        kept, _ = flatten_spans(spans)
+        kept, _ = flatten_longest(spans)
         kept_set = set(kept)
         for span in spans:
             c = per_label.setdefault(span[2], [0, 0])
@@ -190,7 +125,7 @@ def _torch_device(gpu_id: int) -> str:
 def _forward_precision(cpu_precision: str, device: str) -> str:
     """The precision the forward pass runs at: "bfloat16" (CPU autocast) or "float32".
     A bad setting fails here; on a GPU it is always "float32" (no CPU autocast there)."""
-    from .architecture import resolve_cpu_precision
+    from ..pipeline.architecture import resolve_cpu_precision
 
     precision = resolve_cpu_precision(cpu_precision)
     return precision if device == "cpu" else "float32"
@@ -260,7 +195,8 @@ def train_bio(
     n_spans = n_dropped = 0
     for doc in train_docs:
         spans = list(doc_spans(doc, spans_key, with_scores=False))
-        doc_tags, dropped = spans_to_bio(len(doc), spans)
+        kept, dropped = flatten_longest(spans)
+        doc_tags = spans_to_iob(len(doc), kept)
         n_spans += len(spans)
         n_dropped += len(dropped)
         words = [t.text for t in doc]
@@ -346,7 +282,7 @@ def train_bio(
             "flattening": {"gold_spans": n_spans, "dropped": n_dropped},
         },
     }
-    (output_dir / BIO_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf8")
+    write_json(record, output_dir / BIO_FILE)
     return record
 
 
@@ -425,7 +361,7 @@ def predict_bio(
     for gold, words in zip(gold_docs, best):
         doc = make_pred_doc(gold.vocab, gold)
         doc_tags = [tags[t] for _, t, _ in words]  # unseen words (no wordpiece) stay "O"
-        spans = bio_to_spans(doc_tags)
+        spans = iob_to_spans(doc_tags)
         doc.spans[key] = [Span(doc, s, e, label=lab) for s, e, lab in spans]
         doc.spans[key].attrs["scores"] = numpy.asarray(
             [float(numpy.mean([words[i][2] for i in range(s, e)])) for s, e, _ in spans], dtype="f"

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from ...util import pct
 from .inputs import (
     CHART_NAME,
     DEFAULT_ENDPOINT,
@@ -152,10 +153,6 @@ def _round(x: float) -> float:
     return round(float(x), 4)
 
 
-def _pct(x: Optional[float]) -> str:
-    return "—" if x is None else f"{100 * float(x):.2f}"
-
-
 def _hub_model_id(value: Any) -> Optional[str]:
     """The value when it is a Hub model id (never a local path, which the Hub would reject)."""
     if not isinstance(value, str) or not HUB_ID.match(value) or Path(value).exists():
@@ -263,7 +260,7 @@ def _fmt_count(value: Any) -> str:
 
 
 def _prf_cells(scores: Dict[str, Any]) -> List[str]:
-    return [_pct(scores.get(k)) for k in PRF] + [_fmt_count(scores.get("gold"))]
+    return [pct(scores.get(k), 2) for k in PRF] + [_fmt_count(scores.get("gold"))]
 
 
 def _splits(meta: Meta) -> Dict[str, Dict[str, Any]]:
@@ -469,11 +466,11 @@ def build_card(
     evaluation = _evaluation_text(what, _eval_name(meta, prov.split), prov, cm.threshold)
 
     def baseline_row(name: str, m: CardMetrics) -> List[str]:
-        return [name] + _prf_cells(m.overall)[:3] + [_pct(m.groups.get("overlapping", {}).get("f"))]
+        return [name] + _prf_cells(m.overall)[:3] + [pct(m.groups.get("overlapping", {}).get("f"), 2)]
 
     others = []
     if cm.suggester.get("recall") is not None:
-        others.append(["suggester recall (ceiling on recall)", _pct(cm.suggester["recall"])])
+        others.append(["suggester recall (ceiling on recall)", pct(cm.suggester["recall"], 2)])
     if isinstance(cm.suggester.get("candidates_per_token"), (int, float)):
         others.append(["candidate spans per token", f"{cm.suggester['candidates_per_token']:.2f}"])
     for key, label in (("docs", "evaluated texts"), ("tokens", "evaluated tokens")):

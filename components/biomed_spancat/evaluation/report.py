@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc
 
-from .evaluation import GROUPS, LENGTH_BUCKETS, DocResult, SpanEvaluation, doc_spans, pct
+from .scoring import DocResult, GROUPS, LENGTH_BUCKETS, SpanEvaluation, doc_spans
+from ..util import pct
 from .speed import describe_speed
 
 __all__ = [

@@ -24,8 +24,10 @@ from spacy.tokens import Doc
 from thinc.api import Config
 from tqdm import tqdm
 
-from .display import SAME_LABEL_POLICIES, filter_spans
-from .evaluation import find_spancat, make_pred_doc, score_docs
+from ..pipeline.display import SAME_LABEL_POLICIES, filter_spans
+from ..util import find_spancat
+from .evaluate import make_pred_doc
+from .scoring import score_docs
 
 __all__ = [
     "THRESHOLD_SCHEMA",

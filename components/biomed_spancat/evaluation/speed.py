@@ -87,7 +87,7 @@ def config_precision(config: Dict[str, Any], device: str = "cpu") -> str:
         setting = model_cfg.get("cpu_precision")
         if not setting:
             return "float32"
-        from .architecture import resolve_cpu_precision
+        from ..pipeline.architecture import resolve_cpu_precision
 
         return resolve_cpu_precision(str(setting))
     return "float32"

@@ -14,9 +14,9 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from .outputs import OutputsError, StepOutputs, tree_digest, verify_input
+from ..outputs import OutputsError, StepOutputs, tree_digest, verify_input
 from .vocab_prune import counts_only, prune_strings
 
 __all__ = [
@@ -30,11 +30,12 @@ __all__ = [
     "declare_entry_points",
     "package_pipeline",
     "training_record",
+    "wheel_contents",
     "wheel_path",
 ]
 
-HERE = Path(__file__).resolve().parent
-# Registered code a loaded pipeline needs; each file stands alone.
+# The registered code a loaded pipeline needs (biomed_spancat.pipeline); each file stands alone.
+PIPELINE_DIR = Path(__file__).resolve().parent.parent / "pipeline"
 SHIPPED_MODULES = ["architecture.py", "suggester.py", "tokenizer.py", "sentences.py", "display.py"]
 # Entry points the wheel declares beside spaCy's `spacy_models` (group -> name -> module:attr
 # inside the package): displaCy reads label colours from `spacy_displacy_colors`.
@@ -112,7 +113,7 @@ def training_record(seconds: float, config: Dict[str, Any], gpu_id: int, argv: L
 
 def shipped_code_paths() -> List[Path]:
     """The shipped module files."""
-    return [HERE / name for name in SHIPPED_MODULES]
+    return [PIPELINE_DIR / name for name in SHIPPED_MODULES]
 
 
 def data_source(corpus_report: Optional[Dict[str, Any]]) -> Dict[str, str]:
@@ -335,19 +336,26 @@ def package_pipeline(model_dir: Path, output_dir: Path, meta: Dict[str, Any]) ->
     return wheel
 
 
-def wheel_meta(wheel: Path) -> Dict[str, Any]:
-    """The package's meta.json, read from inside the wheel.
+def wheel_contents(wheel: Path) -> Tuple[Dict[str, Any], str]:
+    """The package's meta.json and its pipeline's config.cfg, read from inside
+    the wheel (what ships, not a build folder beside it).
 
     wheel (Path): A wheel built by `package`.
-    RETURNS (Dict[str, Any]): meta.json.
-    RAISES (PackagingError): Not a wheel built by `spacy package`.
+    RETURNS (Tuple[Dict[str, Any], str]): meta.json, and the config's text ("" when there is none).
+    RAISES (PackagingError): No such file, or not a wheel built by `spacy package`.
     """
+    wheel = Path(wheel)
+    if not wheel.is_file():
+        raise PackagingError(f"{wheel}: no such wheel (run `package` first)")
     try:
         with zipfile.ZipFile(wheel) as zf:
-            metas = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith("/meta.json")]
+            names = zf.namelist()
+            metas = [n for n in names if n.count("/") == 1 and n.endswith("/meta.json")]
             if not metas:
-                raise PackagingError(f"{wheel}: no <package>/meta.json inside; was it built by `package`?")
-            return json.loads(zf.read(metas[0]).decode("utf8"))
+                raise PackagingError(f"{wheel}: no <package>/meta.json inside; was it built by `spacy package`?")
+            meta = json.loads(zf.read(metas[0]).decode("utf8"))
+            configs = [n for n in names if n.count("/") == 2 and n.endswith("/config.cfg")]
+            return meta, zf.read(configs[0]).decode("utf8") if configs else ""
     except (zipfile.BadZipFile, OSError, ValueError) as err:
         raise PackagingError(f"{wheel}: not a readable wheel ({err})") from None
 
@@ -369,7 +377,7 @@ def check_wheel(wheel: Path, model_dir: Optional[Path] = None) -> Dict[str, Any]
         verify_input(wheel)
     except OutputsError as err:
         raise PackagingError(str(err)) from None
-    meta = wheel_meta(wheel)
+    meta, _ = wheel_contents(wheel)
     if model_dir is not None:
         recorded = meta.get(MODEL_HASH_KEY)
         if recorded is None:

@@ -21,15 +21,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc
 
-from .suggester import build_biomed_suggester
-from .suggester_fit import (
-    ROLE_NAMES,
-    FitResult,
-    coverage_report,
-    fit_suggester_settings,
-    index_corpus,
-    ngram_coverage,
-)
+from ..pipeline.suggester import build_biomed_suggester
+from .suggester_coverage import ROLE_NAMES, coverage_report, index_corpus, ngram_coverage
+from .suggester_fit import FitResult, fit_suggester_settings
 
 __all__ = ["HELDOUT_RECALL", "LADDER", "document_folds", "plain_ngram_settings", "fit_heldout_settings"]
 

@@ -16,39 +16,30 @@ what that costs:
   (-100 where a piece is not trained on), plus a count of the spans whose
   boundaries fall inside a wordpiece of the raw text.
 
+The flattening policies and the IOB codec live in `flatten`.
+
 Project tooling, never imported by a loaded pipeline.
 """
 import json
 from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from spacy.tokens import Doc, DocBin
-from spacy.util import registry
+from spacy.tokens import Doc
+
+from ..util import read_docs, write_json
+from .flatten import ExportError, Flattener, SpanTuple, doc_spans, iob_to_spans, make_flattener, spans_to_iob
 
 __all__ = [
-    "SpanTuple",
-    "Flattener",
-    "POLICIES",
     "SUBWORD_MODES",
     "FORMATS",
     "TOKENS_COLUMN",
     "TAGS_COLUMN",
     "SPANS_COLUMN",
-    "ExportError",
     "LossCounter",
-    "make_flattener",
-    "flatten_spans",
-    "flatten_longest",
-    "flatten_first",
-    "flatten_by_priority",
-    "spans_to_iob",
-    "iob_to_spans",
     "label_column",
-    "doc_spans",
     "doc_to_record",
     "record_to_spans",
     "align_wordpieces",
@@ -59,12 +50,6 @@ __all__ = [
     "format_loss_table",
 ]
 
-# (token start, token end exclusive, label): the unit every policy works on.
-SpanTuple = Tuple[int, int, str]
-# A flattener takes a doc's spans in annotation order and returns (kept, dropped).
-Flattener = Callable[[Sequence[SpanTuple]], Tuple[List[SpanTuple], List[SpanTuple]]]
-
-POLICIES = ("longest", "priority", "first")
 SUBWORD_MODES = ("first", "all")
 FORMATS = ("jsonl", "parquet")
 # Column names. AutoTrain's token classification reads `tokens_column` and
@@ -78,159 +63,11 @@ LABEL_COLUMN_PREFIX = "iob_"
 SPLIT_NAMES = {"train": "train", "dev": "validation"}
 
 
-class ExportError(ValueError):
-    """Bad input to the export, with the file and the reason in the message."""
-
-
-# ---------------------------------------------------------------------------
-# Flattening policies
-# ---------------------------------------------------------------------------
-
-
-def _overlaps(a: SpanTuple, b: SpanTuple) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
-
-
-def flatten_spans(
-    spans: Sequence[SpanTuple], key: Callable[[int, SpanTuple], Any]
-) -> Tuple[List[SpanTuple], List[SpanTuple]]:
-    """Keep spans greedily in `key` order, dropping any that overlaps a kept one.
-
-    A span that overlaps nothing is always kept, so only overlapping spans can
-    be lost. Spans repeated with the same offsets and label count once.
-
-    spans (Sequence[SpanTuple]): A doc's spans in annotation order.
-    key (Callable[[int, SpanTuple], Any]): Sort key from (annotation index, span).
-    RETURNS (Tuple[List[SpanTuple], List[SpanTuple]]): Kept spans sorted by
-        position, and dropped spans in annotation order.
-    """
-    unique = list(dict.fromkeys(spans))
-    order = sorted(range(len(unique)), key=lambda i: key(i, unique[i]))
-    kept: List[SpanTuple] = []
-    dropped_idx = set()
-    for i in order:
-        span = unique[i]
-        if any(_overlaps(span, k) for k in kept):
-            dropped_idx.add(i)
-        else:
-            kept.append(span)
-    kept.sort()
-    return kept, [s for i, s in enumerate(unique) if i in dropped_idx]
-
-
-def flatten_longest(spans: Sequence[SpanTuple]) -> Tuple[List[SpanTuple], List[SpanTuple]]:
-    """Longest span first; ties go to the leftmost, then the first annotated."""
-    return flatten_spans(spans, lambda i, s: (s[0] - s[1], s[0], i))
-
-
-def flatten_first(spans: Sequence[SpanTuple]) -> Tuple[List[SpanTuple], List[SpanTuple]]:
-    """The first annotated span wins: the order of the doc's SpanGroup. (A
-    corpus written by `convert` stores its spans sorted by position, so there
-    this is the leftmost span, then the shorter one.)"""
-    return flatten_spans(spans, lambda i, s: i)
-
-
-def flatten_by_priority(
-    spans: Sequence[SpanTuple], priority: Sequence[str]
-) -> Tuple[List[SpanTuple], List[SpanTuple]]:
-    """Labels earlier in `priority` win; unlisted labels come after all listed
-    ones; ties (same rank) go to the longest, then the leftmost span."""
-    rank = {label: r for r, label in enumerate(priority)}
-    return flatten_spans(
-        spans, lambda i, s: (rank.get(s[2], len(rank)), s[0] - s[1], s[0], i)
-    )
-
-
-@registry.misc("biomed.flatten_longest.v1")
-def make_flatten_longest() -> Flattener:
-    """Registered policy: longest span first."""
-    return flatten_longest
-
-
-@registry.misc("biomed.flatten_first.v1")
-def make_flatten_first() -> Flattener:
-    """Registered policy: first annotated span first."""
-    return flatten_first
-
-
-@registry.misc("biomed.flatten_priority.v1")
-def make_flatten_priority(priority: List[str]) -> Flattener:
-    """Registered policy: a label priority order (earlier wins).
-
-    priority (List[str]): Labels, highest priority first.
-    RETURNS (Flattener): The flattening function.
-    """
-    if not priority:
-        raise ExportError("the 'priority' policy needs a label order (--priority PR,CHEBI,...)")
-    return partial(flatten_by_priority, priority=tuple(priority))
-
-
-def make_flattener(policy: str, priority: Sequence[str] = ()) -> Flattener:
-    """Fetch a flattening policy by its short name through the registry.
-
-    policy (str): One of POLICIES.
-    priority (Sequence[str]): Label order for the 'priority' policy.
-    RETURNS (Flattener): The flattening function.
-    """
-    if policy not in POLICIES:
-        raise ExportError(f"unknown flattening policy '{policy}' (choose from {', '.join(POLICIES)})")
-    factory = registry.misc.get(f"biomed.flatten_{policy}.v1")
-    return factory(list(priority)) if policy == "priority" else factory()
-
-
-# ---------------------------------------------------------------------------
-# IOB and span conversions
-# ---------------------------------------------------------------------------
-
-
-def spans_to_iob(n_tokens: int, spans: Iterable[SpanTuple]) -> List[str]:
-    """Encode non-overlapping token spans as IOB tags ("O", "B-X", "I-X").
-
-    n_tokens (int): Length of the doc.
-    spans (Iterable[SpanTuple]): Non-overlapping spans.
-    RETURNS (List[str]): One tag per token.
-    """
-    tags = ["O"] * n_tokens
-    for start, end, label in spans:
-        if any(t != "O" for t in tags[start:end]):
-            raise ValueError(f"span {(start, end, label)} overlaps another: flatten first")
-        tags[start] = f"B-{label}"
-        for i in range(start + 1, end):
-            tags[i] = f"I-{label}"
-    return tags
-
-
-def iob_to_spans(tags: Sequence[str]) -> List[SpanTuple]:
-    """Decode IOB tags back into token spans.
-
-    An "I-X" after "O" or after another label starts a span, as seqeval does,
-    so tags written by hand decode without an error.
-
-    tags (Sequence[str]): One tag per token.
-    RETURNS (List[SpanTuple]): The spans, in order.
-    """
-    spans: List[SpanTuple] = []
-    start, label = None, None
-    for i, tag in enumerate(list(tags) + ["O"]):
-        prefix, _, name = tag.partition("-")
-        if start is not None and (prefix != "I" or name != label):
-            spans.append((start, i, label))
-            start, label = None, None
-        if prefix == "B" or (prefix == "I" and start is None):
-            start, label = i, name
-    return spans
-
 
 def label_column(label: str) -> str:
     """The name of the per-label IOB column of `label`."""
     return f"{LABEL_COLUMN_PREFIX}{label}"
 
-
-def doc_spans(doc: Doc, spans_key: str) -> List[SpanTuple]:
-    """A doc's spans under `spans_key`, in annotation order ([] if the key is absent)."""
-    if spans_key not in doc.spans:
-        return []
-    return [(s.start, s.end, s.label_) for s in doc.spans[spans_key]]
 
 
 # ---------------------------------------------------------------------------
@@ -507,16 +344,10 @@ def load_docs(path: Path, spans_key: str, lang: str = "en") -> List[Doc]:
     spans_key (str): The SpanGroup key.
     lang (str): Language of the blank vocab to read into.
     RETURNS (List[Doc]): The docs.
+    RAISES (DocBinError): No such file, or not a DocBin.
+    RAISES (ExportError): No doc has spans under the key.
     """
-    import spacy
-
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: no such DocBin file")
-    try:
-        docs = list(DocBin().from_disk(path).get_docs(spacy.blank(lang).vocab))
-    except Exception as err:  # msgpack / zlib errors have no common base
-        raise ExportError(f"{path}: not a readable DocBin ({type(err).__name__}: {err})") from err
+    docs = read_docs(path, lang=lang)
     keys = {k for doc in docs for k in doc.spans}
     if docs and keys and spans_key not in keys:
         raise ExportError(
@@ -699,8 +530,8 @@ def export_hf(
         "autotrain": {"tokens_column": TOKENS_COLUMN, "tags_column": TAGS_COLUMN},
         "splits": list(rows_by_split),
     }
-    (output_dir / "label_map.json").write_text(json.dumps(label_map, indent=2) + "\n", encoding="utf8")
-    (output_dir / "loss_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf8")
+    write_json(label_map, output_dir / "label_map.json")
+    write_json(report, output_dir / "loss_report.json")
     return report
 
 
@@ -733,8 +564,8 @@ def export_from_sources(
     export_kwargs (Any): Passed on to `export_hf`.
     RETURNS (Dict[str, Any]): The loss report, with the conversion's balance.
     """
-    from .ingest.convert import ConvertOptions, convert
-    from .ingest.tasks import IngestError
+    from ..ingest.convert import ConvertOptions, convert
+    from ..ingest.tasks import IngestError
 
     corpus = Path(output_dir) / "corpus"
     options = ConvertOptions(
@@ -751,7 +582,7 @@ def export_from_sources(
         key: converted[key] for key in ("read", "kept", "rejected", "merged", "duplicates", "balanced", "rejected_by_reason")
     }
     report["convert"]["report"] = str(corpus / "report.json")
-    (Path(output_dir) / "loss_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf8")
+    write_json(report, Path(output_dir) / "loss_report.json")
     return report
 
 

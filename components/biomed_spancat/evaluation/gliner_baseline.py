@@ -28,7 +28,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from spacy.tokens import Doc, Span
 from tqdm import tqdm
 
-from .evaluation import SpanKey, assemble_metrics, doc_spans, make_pred_doc, score_docs
+from ..util import write_json
+from .evaluate import make_pred_doc
+from .scoring import SpanKey, assemble_metrics, doc_spans, score_docs
 from .threshold import candidate_thresholds, choose_threshold
 
 __all__ = [
@@ -240,7 +242,7 @@ def train_gliner(
             "torch_threads": torch.get_num_threads(),
         },
     }
-    (output_dir / RECORD).write_text(json.dumps(record, indent=2), encoding="utf8")
+    write_json(record, output_dir / RECORD)
     return record
 
 
@@ -346,7 +348,7 @@ def tune_gliner_threshold(
         trials.append({"threshold": t, **{k: s[k] for k in ("p", "r", "f", "tp", "fp", "fn")}})
     best = choose_threshold(trials)
     record["threshold"] = best["threshold"]
-    (Path(model_dir) / RECORD).write_text(json.dumps(record, indent=2), encoding="utf8")
+    write_json(record, Path(model_dir) / RECORD)
     return {"threshold": best["threshold"], "best": best, "trials": trials}
 
 

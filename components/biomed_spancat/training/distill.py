@@ -27,7 +27,8 @@ from confection import Config
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
 
-from .assist import AssistError, iter_records, load_pipeline, make_doc, split_sentences, use_device
+from ..assist import AssistError, iter_records, make_doc, split_sentences
+from ..util import PipelineError, find_spancat, load_pipeline, read_docs, use_device
 from .student import teacher_key_for
 
 __all__ = [
@@ -54,14 +55,12 @@ def find_teacher_spancat(nlp: Language, spans_key: str, source: str = "the teach
     spans_key (str): The span group.
     source (str): Where the teacher came from, for the message.
     RETURNS (Tuple[str, SpanCategorizer]): Its name and the component.
-    RAISES (AssistError): None or several (the message names the pipeline's components).
+    RAISES (PipelineError): None or several (the message names the pipeline's components).
     """
-    from .evaluation import find_spancat
-
     try:
         return find_spancat(nlp, spans_key)
     except ValueError as err:
-        raise AssistError(f"{source}: cannot be a teacher: {err}") from None
+        raise PipelineError(f"{source}: cannot be a teacher: {err}") from None
 
 
 def score_candidates(
@@ -169,13 +168,7 @@ def attach_soft_labels(
 
 def _gold_docs(paths: Sequence[PathLike], vocab) -> Iterator[Tuple[str, Doc]]:
     for path in map(Path, paths):
-        if not path.is_file():
-            raise AssistError(f"{path}: no such file")
-        try:
-            docbin = DocBin().from_disk(path)
-        except Exception as err:
-            raise AssistError(f"{path}: not a readable .spacy DocBin ({err})") from err
-        for doc in docbin.get_docs(vocab):
+        for doc in read_docs(path, vocab):
             yield str(path), doc
 
 
