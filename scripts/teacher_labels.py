@@ -10,9 +10,8 @@ from wasabi import msg
 
 from biomed_spancat.assist import AssistError
 from biomed_spancat.training.gpu import GpuUnavailable
-from biomed_spancat.util import DocBinError, PipelineError
+from biomed_spancat.util import DocBinError, PipelineError, write_json
 from biomed_spancat.training.distill import DEFAULT_FLOOR, soft_label_corpus
-from biomed_spancat.uptrain import write_json
 
 
 def main(

@@ -448,7 +448,7 @@ def test_short_distilled_run_through_the_scripts(tmp_path, teacher):
 
 
 def test_the_spans_key_reaches_the_student():
-    from biomed_spancat.gpu import set_spans_key
+    from biomed_spancat.training.gpu import set_spans_key
 
     config = set_spans_key(spacy.util.load_config(STUDENT_CONFIG, interpolate=False), "gold")
     assert config["components"]["spancat"]["spans_key"] == "gold"

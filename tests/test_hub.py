@@ -1096,3 +1096,38 @@ def test_how_it_was_built_says_what_was_not_recorded(staged):
             in " ".join(body.split()))
     assert _table_row(body, "training time", after="## How it was built") == ["not recorded"]
     assert _table_row(body, "base transformer", after="## How it was built") == [f"{STAND_IN} (offline stand-in)"]
+
+
+def test_card_states_per_label_thresholds_and_the_same_label_policy():
+    cm = _cm()
+    cm.threshold = 0.3
+    spancat = {"spans_key": "sc", "component": "spancat",
+               "label_thresholds": {"PR": 0.5, "CHEBI": 0.3}, "same_label": "best"}
+    card = build_card(_meta(requested=BIOMEDBERT, used=BIOMEDBERT, stand_in=False), cm, spancat=spancat,
+                      repo_id="a/b", wheel_name="en_biomed_spancat-1.0.0-py3-none-any.whl", license_id="mit")
+    text = " ".join(card.split())
+    assert ("A span is kept when its label's score reaches that label's threshold (chosen on the dev data, saved "
+            "in the packaged pipeline's `span_filter`): `CHEBI` 0.3, `PR` 0.5. Of spans with one label that share "
+            "a token, only the highest scored is kept.") in text
+    assert "is at least 0.3" not in text
+    # without a filter: the one threshold
+    card = build_card(_meta(requested=BIOMEDBERT, used=BIOMEDBERT, stand_in=False), cm,
+                      spancat={"spans_key": "sc", "component": "spancat"}, repo_id="a/b",
+                      wheel_name="en_biomed_spancat-1.0.0-py3-none-any.whl", license_id="mit")
+    assert "A span is kept when its label's score is at least 0.3" in " ".join(card.split())
+
+
+def test_read_wheel_finds_the_span_filter(tiny_wheel, tmp_path):
+    """The thresholds the card states come from the packaged config's span_filter component."""
+    out = tmp_path / tiny_wheel.name
+    with zipfile.ZipFile(tiny_wheel) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith("/config.cfg") and b"[components.spancat]" in data:
+                data += (b'\n[components.span_filter]\nfactory = "biomed_span_filter_v1"\nspans_key = "sc"\n'
+                         b'same_label = "best"\n\n[components.span_filter.thresholds]\nPR = 0.5\n')
+            dst.writestr(item, data)
+    _, spancat = read_wheel(out)
+    assert (spancat["label_thresholds"], spancat["same_label"]) == ({"PR": 0.5}, "best")
+    _, plain = read_wheel(tiny_wheel)
+    assert "label_thresholds" not in plain

@@ -247,6 +247,7 @@ def test_wheel_declares_components_and_displacy_colours(shipped_pipeline, tmp_pa
     assert "('spacy_displacy_colors', 'biomed.label_colors.v1'), 'en_biomed_spancat.display:label_colors')" in lines[0]
     assert "('spacy_factories', 'biomed_sentencizer_v1'), 'en_biomed_spancat.sentences:make_biomed_sentencizer')" in lines[0]
     assert "('spacy_factories', 'biomed_spans_to_ents_v1'), 'en_biomed_spancat.display:make_spans_to_ents')" in lines[0]
+    assert "('spacy_factories', 'biomed_span_filter_v1'), 'en_biomed_spancat.display:make_span_filter')" in lines[0]
     assert lines[1] == "en_biomed_spancat.display #bfe1d9"
     assert lines[2] == "['transformer', 'spancat', 'sentencizer', 'spans_to_ents'] 2 True"
     assert lines[3] == "True True"

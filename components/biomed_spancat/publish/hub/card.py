@@ -508,6 +508,8 @@ def build_card(
         label_rows=[[f"`{lab}`", descriptions.get(lab, "(no description recorded)"),
                      f"{train_counts[lab]:,}" if lab in train_counts else "not recorded"] for lab in labels],
         threshold=f"{cm.threshold:g}" if cm.threshold is not None else None,
+        label_thresholds=[(lab, f"{t:g}") for lab, t in sorted((spancat.get("label_thresholds") or {}).items())],
+        same_label=spancat.get("same_label", "keep"),
         install_url=install_url(repo_id, wheel_name, endpoint),
         repo_id=repo_id,
         wheel_name=wheel_name,

@@ -137,6 +137,11 @@ def read_wheel(wheel: Path) -> Tuple[Meta, Dict[str, Any]]:
                     "suggester": {k: v for k, v in suggester.items()},
                 }
                 break
+        # the span filter tune-threshold may add: a threshold per label, a same-label policy
+        for comp in config.get("components", {}).values():
+            if spancat and comp.get("factory") == "biomed_span_filter_v1" and comp.get("spans_key", "sc") == spancat["spans_key"]:
+                spancat["label_thresholds"] = dict(comp.get("thresholds") or {})
+                spancat["same_label"] = comp.get("same_label", "keep")
     return meta, spancat
 
 
