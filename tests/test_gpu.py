@@ -621,7 +621,7 @@ def test_gpu_settings_pipeline_packages_and_predicts_on_cpu(tiny_bert, tmp_path)
     packages.mkdir()
     package = subprocess.run(
         [sys.executable, "-m", "spacy", "package", str(model_dir), str(packages),
-         "--code", str(ROOT / "components" / "biomed_spancat" / "architecture.py"),
+         "--code", str(ROOT / "components" / "biomed_spancat" / "pipeline" / "architecture.py"),
          "--name", "gpu_portability", "--version", "0.0.1", "--build", "wheel", "--force"],
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
