@@ -32,9 +32,11 @@ from spacy.language import Language
 from spacy.pipeline.spancat import DEFAULT_SPANCAT_MODEL, SpanCategorizer, Suggester
 from spacy.tokens import Doc
 from spacy.training import Example
-from spacy.util import registry
 from thinc.api import Model
 from thinc.types import Floats2d, Ragged
+
+# the guard against a second registration (the installed wheel beside the project), one home
+from ..pipeline.sentences import _factory
 
 __all__ = ["TEACHER_SUFFIX", "SpanCategorizerStudent", "make_spancat_student", "soft_target", "teacher_key_for"]
 
@@ -48,18 +50,6 @@ def teacher_key_for(spans_key: str) -> str:
     RETURNS (str): "sc_teacher".
     """
     return f"{spans_key}{TEACHER_SUFFIX}"
-
-
-def _factory(name: str, **meta):
-    """`Language.factory(name, **meta)`, unless another copy of this module registered `name`
-    (the installed wheel's copy beside the project's; see sentences.py)."""
-
-    def register(func):
-        if name in registry.factories:
-            return func
-        return Language.factory(name, **meta)(func)
-
-    return register
 
 
 @_factory(
