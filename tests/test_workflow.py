@@ -196,7 +196,11 @@ def test_wheel_installs_and_loads_in_a_fresh_venv(project_run, tmp_path):
     # the shipped tokenizer (biomed.Tokenizer.v1, code carried by the wheel) splits genotypes
     assert out["tok"] == ["Pygo2", "-", "/", "-", "mice"]
     # doc.sents and doc.ents on by default, displaCy colours from the wheel's entry point (docs/pipeline.md)
-    assert out["pipes"] == ["transformer", "spancat", "sentencizer", "spans_to_ents"]
+    # span_filter when tune-threshold found per-label thresholds / the same-label policy better on dev
+    record = json.loads((project_run / "metrics" / "threshold.json").read_text())
+    filtered = bool(record.get("span_filter")) and record["span_filter"].get("used", True)
+    assert out["pipes"] == ["transformer", "spancat"] + (["span_filter"] if filtered else []) + [
+        "sentencizer", "spans_to_ents"]
     assert out["sents"] == ["Growth of E. coli (Fig. 2) was slowed by Brca1.", "Mice died."]
     assert out["ents"] > 0 and out["colored"]
     probe = subprocess.run([py, "-c", "import biomed_spancat"], cwd=tmp_path, env=env, capture_output=True, text=True)
