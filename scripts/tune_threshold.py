@@ -32,8 +32,10 @@ def main(
     end: float = typer.Option(0.95, "--end", help="Highest threshold tried"),
     n_trials: int = typer.Option(19, "--n-trials", help="Number of thresholds tried"),
     batch_size: int = typer.Option(32, "--batch-size", help="Docs per batch"),
-    per_label: bool = typer.Option(
-        True, "--per-label/--global-only", help="Tune a threshold per label (labels with few dev spans keep the global one)"
+    thresholds_scope: str = typer.Option(
+        "global", "--thresholds",
+        help="global (one threshold for every label) or per-label (labels with few dev spans keep the global one; "
+             "needs a dev set large enough not to overfit)",
     ),
     same_label: str = typer.Option(
         "auto", "--same-label",
@@ -42,6 +44,9 @@ def main(
     min_gold: int = typer.Option(25, "--min-gold", help="Dev gold spans a label needs for its own threshold"),
 ):
     try:
+        if thresholds_scope not in ("global", "per-label"):
+            raise ValueError(f"--thresholds must be global or per-label, got {thresholds_scope!r}")
+        per_label = thresholds_scope == "per-label"
         use_device(gpu_id)
         thresholds = candidate_thresholds(beg, end, n_trials)
         for given in (Path(model), data):

@@ -124,7 +124,7 @@ def _tune(tmp_path, path, data, *extra):
 
 def test_the_script_records_the_filter_and_refuses_a_bad_policy(tiny_spancat, tmp_path):  # noqa: F811
     path, data = tiny_spancat
-    r, out, record = _tune(tmp_path, path, data, "--min-gold", "1")
+    r, out, record = _tune(tmp_path, path, data, "--thresholds", "per-label", "--min-gold", "1")
     assert r.returncode == 0, r.stdout + r.stderr
     rec = json.loads(record.read_text())
     used = rec["span_filter"] is not None and rec["span_filter"].get("used", True)
@@ -137,3 +137,16 @@ def test_the_script_records_the_filter_and_refuses_a_bad_policy(tiny_spancat, tm
     said = " ".join((r.stdout + r.stderr).split())
     assert r.returncode == 1 and "tune-threshold: same_label must be keep, best or auto, got 'all'" in said
     assert not out.exists()
+    r, out, _ = _tune(tmp_path / "bad2", path, data, "--thresholds", "each")
+    said = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 1 and "tune-threshold: --thresholds must be global or per-label, got 'each'" in said
+    assert not out.exists()
+
+
+def test_the_default_keeps_one_threshold_for_every_label(tiny_spancat, tmp_path):  # noqa: F811
+    path, data = tiny_spancat
+    r, out, record = _tune(tmp_path, path, data, "--min-gold", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = json.loads(record.read_text())
+    assert rec["span_filter"]["per_label"] is False
+    assert len(set(rec["span_filter"]["thresholds"].values())) == 1
