@@ -376,13 +376,11 @@ def tune_span_filter(
         labels = sorted({label for counts in table.values() for label in counts})
         if not labels or not any(sum(table[thresholds[0]].get(l, [0, 0, 0])[i] for i in (0, 2)) for l in labels):
             raise ValueError(f"no gold spans under doc.spans[{spans_key!r}]: nothing to tune on")
-        by_t = [(t, _micro(table, {label: t for label in labels}, labels)) for t in thresholds]
-        start, start_scores = by_t[0]
-        for t, sc in by_t[1:]:
-            if (sc["f"] or 0.0) > (start_scores["f"] or 0.0):
-                start, start_scores = t, sc
+        best = choose_threshold([{"threshold": t, **_micro(table, {label: t for label in labels}, labels)}
+                                 for t in thresholds])
+        start, start_scores = best["threshold"], {k: v for k, v in best.items() if k != "threshold"}
         if policy == "keep" or global_best is None:
-            global_best = {"threshold": start, **start_scores}
+            global_best = best
         if per_label:
             results[policy] = choose_label_thresholds(table, start, min_gold)
         else:
