@@ -1,6 +1,6 @@
 """Pick the spancat threshold that maximises spans F on dev (like `spacy
 find-threshold`, but the model runs once), then a threshold per label and the
-same-label overlap policy (one more pass); record them as JSON and save a
+same-label overlap policy (on the same scores); record them as JSON and save a
 copy of the pipeline that uses them (a `span_filter` component after spancat)."""
 
 from pathlib import Path
@@ -10,6 +10,7 @@ from wasabi import msg
 
 from biomed_spancat.evaluation.threshold import (
     candidate_thresholds,
+    predict_scores,
     save_with_filter,
     save_with_threshold,
     tune_span_filter,
@@ -57,6 +58,8 @@ def main(
             gold = read_docs(data, nlp.vocab)
             if not gold:
                 raise ValueError(f"{data}: holds no documents: nothing to tune the threshold on")
+            # one pass of the model over dev serves every trial below
+            predicted = predict_scores(nlp, gold, spans_key, batch_size=batch_size)
             record = tune_threshold(
                 nlp,
                 gold,
@@ -66,12 +69,13 @@ def main(
                 model=model,
                 data=str(data),
                 batch_size=batch_size,
+                predicted=predicted,
             )
             filtered = None
             if per_label or same_label != "keep":
                 filtered = tune_span_filter(
                     nlp, gold, spans_key, thresholds=thresholds, same_label=same_label,
-                    per_label=per_label, min_gold=min_gold, batch_size=batch_size,
+                    per_label=per_label, min_gold=min_gold, batch_size=batch_size, predicted=predicted,
                 )
             if filtered is not None and (filtered["dev"]["f"] or 0.0) > (record["best"]["f"] or 0.0):
                 save_with_filter(nlp, filtered, unit.path(output_dir), spans_key)

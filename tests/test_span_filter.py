@@ -15,8 +15,10 @@ from biomed_spancat.evaluation.evaluate import evaluate_pipeline
 from biomed_spancat.evaluation.threshold import (
     choose_label_thresholds,
     label_counts,
+    predict_scores,
     save_with_filter,
     tune_span_filter,
+    tune_threshold,
 )
 from biomed_spancat.pipeline.display import SpanFilter, filter_spans
 from biomed_spancat.util import read_docs
@@ -109,6 +111,26 @@ def test_tuned_filter_is_saved_and_the_saved_pipeline_scores_what_tuning_said(ti
     # tuning again replaces the filter rather than adding a second one
     save_with_filter(tuned, {**record, "same_label": "best"}, tmp_path / "again", "sc")
     assert spacy.load(tmp_path / "again").pipe_names == ["tok2vec", "spancat", "span_filter"]
+
+
+def test_one_model_pass_serves_the_global_and_the_filter_tuning(tiny_spancat):  # noqa: F811
+    path, data = tiny_spancat
+    nlp = spacy.load(path)
+    gold = read_docs(data, nlp.vocab)
+    thresholds = [0.2, 0.4, 0.6, 0.8]
+    apart = (tune_threshold(nlp, gold, None, "sc", thresholds=thresholds, progress=False),
+             tune_span_filter(nlp, gold, "sc", thresholds=thresholds, min_gold=1, progress=False))
+    spancat = nlp.get_pipe("spancat")
+    calls = []
+    predict = spancat.predict
+    spancat.predict = lambda docs: calls.append(len(docs)) or predict(docs)
+    predicted = predict_scores(nlp, gold, "sc", batch_size=2, progress=False)
+    assert sum(calls) == len(gold)
+    shared = (tune_threshold(nlp, gold, None, "sc", thresholds=thresholds, progress=False, predicted=predicted),
+              tune_span_filter(nlp, gold, "sc", thresholds=thresholds, min_gold=1, progress=False,
+                               predicted=predicted))
+    assert sum(calls) == len(gold)  # no second pass
+    assert shared == apart
 
 
 def _tune(tmp_path, path, data, *extra):

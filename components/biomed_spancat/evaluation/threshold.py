@@ -7,7 +7,7 @@ so trying 19 thresholds costs one pass of the model. The chosen threshold is
 written into a copy of the pipeline (its `config.cfg` and the component's
 `cfg`), so the packaged pipeline uses it, and recorded as JSON.
 
-`tune_span_filter` goes further (one more pass): a threshold per label
+`tune_span_filter` goes further (on the same scores, from `predict_scores`): a threshold per label
 (coordinate ascent on the overall micro F, labels with few dev spans keep the
 global one) and the same-label overlap policy ("keep" or "best"), saved as a
 `biomed_span_filter_v1` component after spancat.
@@ -32,6 +32,7 @@ from .scoring import score_docs
 __all__ = [
     "THRESHOLD_SCHEMA",
     "candidate_thresholds",
+    "predict_scores",
     "score_thresholds",
     "choose_threshold",
     "save_with_threshold",
@@ -46,6 +47,7 @@ FILTER_NAME = "span_filter"
 FILTER_FACTORY = "biomed_span_filter_v1"
 
 THRESHOLD_SCHEMA = "biomed.threshold.v1"
+Predicted = Tuple[Any, List[Tuple[List[Doc], Any]]]  # spancat, (predicted docs, scores) per batch
 
 
 def candidate_thresholds(beg: float = 0.05, end: float = 0.95, n_trials: int = 19) -> List[float]:
@@ -79,6 +81,7 @@ def score_thresholds(
     *,
     batch_size: int = 32,
     progress: bool = True,
+    predicted: Optional[Predicted] = None,
 ) -> List[Dict[str, Any]]:
     """Spans P/R/F on the gold docs for each threshold, with one model pass.
 
@@ -88,10 +91,12 @@ def score_thresholds(
     spans_key (str): The span group.
     batch_size (int): Docs per batch.
     progress (bool): Show progress bars.
+    predicted (Optional[Predicted]): `predict_scores`' output for these docs (None: run the model).
     RETURNS (List[Dict[str, Any]]): One dict per threshold, in order: threshold,
         p, r, f (None when undefined), tp, fp, fn.
     """
-    spancat, batches = _predict(nlp, gold_docs, spans_key, batch_size=batch_size, progress=progress)
+    spancat, batches = predicted or predict_scores(nlp, gold_docs, spans_key, batch_size=batch_size,
+                                                   progress=progress)
     pred_docs = [doc for docs, _ in batches for doc in docs]
     original = spancat.cfg.get("threshold")
     trials: List[Dict[str, Any]] = []
@@ -107,11 +112,13 @@ def score_thresholds(
     return trials
 
 
-def _predict(
-    nlp: Language, gold_docs: Sequence[Doc], spans_key: str, *, batch_size: int, progress: bool
-) -> Tuple[Any, List[Tuple[List[Doc], Any]]]:
-    """spancat's scores for the gold docs' texts: one pass of the pipeline up to spancat.
-    RETURNS: the span categorizer and (predicted docs, scores) per batch."""
+def predict_scores(
+    nlp: Language, gold_docs: Sequence[Doc], spans_key: str = "sc", *, batch_size: int = 32, progress: bool = True
+) -> Predicted:
+    """spancat's scores for the gold docs' texts: one pass of the pipeline up to
+    spancat, shared by every threshold trial (`score_thresholds`, `tune_threshold`,
+    `tune_span_filter` take it as `predicted`).
+    RETURNS (Predicted): the span categorizer and (predicted docs, scores) per batch."""
     name, spancat = find_spancat(nlp, spans_key)
     upstream = []
     for pipe_name, proc in nlp.pipeline:
@@ -191,6 +198,7 @@ def tune_threshold(
     data: str = "",
     batch_size: int = 32,
     progress: bool = True,
+    predicted: Optional[Predicted] = None,
 ) -> Dict[str, Any]:
     """Pick the threshold with the best spans F on the gold docs and save a
     copy of the pipeline that uses it.
@@ -205,6 +213,7 @@ def tune_threshold(
     data (str): Where the docs came from, for the record.
     batch_size (int): Docs per batch.
     progress (bool): Show progress bars.
+    predicted (Optional[Predicted]): `predict_scores`' output for these docs (None: run the model).
     RETURNS (Dict[str, Any]): The record written to metrics/threshold.json:
         schema, model, data, spans_key, component, default_threshold,
         default ({threshold, p, r, f, tp, fp, fn} at the pipeline's own
@@ -217,7 +226,8 @@ def tune_threshold(
         raise ValueError("no thresholds to try")
     default = spancat.cfg.get("threshold")
     tried = list(thresholds) + [default]
-    trials = score_thresholds(nlp, gold_docs, tried, spans_key, batch_size=batch_size, progress=progress)
+    trials = score_thresholds(nlp, gold_docs, tried, spans_key, batch_size=batch_size, progress=progress,
+                              predicted=predicted)
     default_trial, trials = trials[-1], trials[:-1]
     if default_trial["tp"] + default_trial["fn"] == 0:
         raise ValueError(
@@ -333,6 +343,7 @@ def tune_span_filter(
     min_gold: int = 25,
     batch_size: int = 32,
     progress: bool = True,
+    predicted: Optional[Predicted] = None,
 ) -> Dict[str, Any]:
     """Tune the global threshold, a threshold per label and the same-label policy
     on dev with one model pass.
@@ -346,6 +357,7 @@ def tune_span_filter(
     min_gold (int): Dev gold spans a label needs to get its own threshold.
     batch_size (int): Docs per batch.
     progress (bool): Show progress bars.
+    predicted (Optional[Predicted]): `predict_scores`' output for these docs (None: run the model).
     RETURNS (Dict[str, Any]): global ({threshold, p, r, f, tp, fp, fn}: one
         threshold, every span kept), same_label (the policy chosen), thresholds
         (label -> threshold), dev (micro scores with them), policies (policy ->
@@ -356,7 +368,8 @@ def tune_span_filter(
     thresholds = list(thresholds if thresholds is not None else candidate_thresholds())
     if not thresholds:
         raise ValueError("no thresholds to try")
-    spancat, batches = _predict(nlp, gold_docs, spans_key, batch_size=batch_size, progress=progress)
+    spancat, batches = predicted or predict_scores(nlp, gold_docs, spans_key, batch_size=batch_size,
+                                                   progress=progress)
     pred_docs = [doc for docs, _ in batches for doc in docs]
     policies = SAME_LABEL_POLICIES if same_label == "auto" else (same_label,)
     tables: Dict[str, Dict[float, Counts]] = {p: {} for p in policies}
