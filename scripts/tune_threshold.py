@@ -98,10 +98,14 @@ def main(
     filtered = record.get("span_filter")
     if filtered and filtered.get("used", True):
         dev = filtered["dev"]
-        tuned = sum(1 for t in filtered["thresholds"].values() if t != best["threshold"])
+        values = filtered["thresholds"].values()
+        if filtered["per_label"]:
+            kept = f"Per-label thresholds ({len(values)} labels, {min(values):g} to {max(values):g})"
+        else:
+            kept = f"Threshold {min(values):g}"
         msg.good(
-            f"Per-label thresholds ({tuned} of {len(filtered['thresholds'])} labels moved), same-label "
-            f"overlaps '{filtered['same_label']}': spans F {pct(dev['f'])} (P {pct(dev['p'])} R {pct(dev['r'])})"
+            f"{kept}, same-label overlaps '{filtered['same_label']}': spans F {pct(dev['f'])} "
+            f"(P {pct(dev['p'])} R {pct(dev['r'])})"
         )
     elif filtered:
         msg.info(f"Per-label thresholds and the same-label policy did not beat the global threshold on {data}: not used")

@@ -154,7 +154,8 @@ def test_the_script_records_the_filter_and_refuses_a_bad_policy(tiny_spancat, tm
     assert ("span_filter" in names) == used
     if used:
         assert rec["threshold"] == min(rec["span_filter"]["thresholds"].values())
-        assert "Per-label thresholds (" in r.stdout
+        values = rec["span_filter"]["thresholds"].values()
+        assert f"Per-label thresholds ({len(values)} labels, {min(values):g} to {max(values):g})" in r.stdout
     r, out, _ = _tune(tmp_path / "bad", path, data, "--same-label", "all")
     said = " ".join((r.stdout + r.stderr).split())
     assert r.returncode == 1 and "tune-threshold: same_label must be keep, best or auto, got 'all'" in said
@@ -172,3 +173,6 @@ def test_the_default_keeps_one_threshold_for_every_label(tiny_spancat, tmp_path)
     rec = json.loads(record.read_text())
     assert rec["span_filter"]["per_label"] is False
     assert len(set(rec["span_filter"]["thresholds"].values())) == 1
+    if rec["span_filter"].get("used", True):
+        said = " ".join(r.stdout.split())
+        assert f"Threshold {rec['threshold']:g}, same-label overlaps '{rec['span_filter']['same_label']}'" in said
