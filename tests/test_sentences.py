@@ -65,3 +65,13 @@ def test_custom_abbreviations_from_config():
     nlp.add_pipe("biomed_sentencizer_v1", config={"never_end": ["approx", "Tbl"]})
     doc = nlp("See Tbl. 2 for the rest. Done.")
     assert [s.text for s in doc.sents] == ["See Tbl. 2 for the rest.", "Done."]
+
+
+def test_a_second_pass_keeps_every_boundary_of_the_first():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("biomed_sentencizer_v1")
+    doc = nlp("A b. C d.")
+    assert [t.is_sent_start for t in doc] == [True, False, True, False]
+    doc[2].is_sent_start = False  # every token is set: a later pass changes nothing
+    again = nlp.get_pipe("biomed_sentencizer_v1")(doc)
+    assert [t.is_sent_start for t in again] == [True, False, False, False]

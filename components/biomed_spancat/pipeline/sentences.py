@@ -14,6 +14,7 @@ imports nothing from the project: only spaCy.
 """
 from typing import Iterable, List, Optional, Sequence
 
+import numpy
 from spacy.language import Language
 from spacy.tokens import Doc, Token
 from spacy.util import registry
@@ -115,9 +116,17 @@ class BiomedSentencizer:
 
     def __call__(self, doc: Doc) -> Doc:
         starts = self.predict(doc)
-        for token, start in zip(doc, starts):
-            if token.is_sent_start is None or self.overwrite:
-                token.is_sent_start = start
+        if not starts:
+            return doc
+        # Written as one array: each `token.is_sent_start = ...` makes spaCy scan the whole
+        # doc for a parse (Doc.has_annotation), quadratic in the doc's length.
+        flags = numpy.asarray([1 if start else -1 for start in starts], dtype="int64")
+        if not self.overwrite:
+            old = doc.to_array(["SENT_START"]).astype("int64").ravel()
+            if old[1:].all():  # every boundary is set already (a parsed doc, or a second pass)
+                return doc
+            flags = numpy.where(old != 0, old, flags)
+        doc.from_array(["SENT_START"], flags.astype("uint64").reshape(-1, 1))
         return doc
 
     def pipe(self, stream: Iterable[Doc], batch_size: int = 128) -> Iterable[Doc]:
