@@ -125,6 +125,88 @@ def test_bfloat16_prediction_is_float32_out_and_close_to_float32(tiny_bert):
     assert not numpy.array_equal(x, y)  # the bfloat16 path really ran
 
 
+def _vectors(nlp, text):
+    import numpy
+
+    return numpy.asarray(nlp(text)._.trf_data.model_output.last_hidden_state).ravel()
+
+
+def _cosine(x, y):
+    import numpy
+
+    return float(x @ y / (numpy.linalg.norm(x) * numpy.linalg.norm(y)))
+
+
+def test_bfloat16_prediction_runs_bfloat16_weights_and_keeps_the_float32_ones(tiny_bert):
+    import torch
+
+    nlp = _trf_nlp(tiny_bert, "bfloat16")
+    model = nlp.get_pipe("transformer").model
+    _vectors(nlp, "BMP2 regulates limb patterning .")
+    shim = model.layers[0].shims[0]
+    assert all(p.dtype == torch.float32 for p in model.transformer.parameters())
+    assert shim._model is model.transformer  # the swap is undone
+    copies = [v for k, v in vars(shim).items() if "bfloat16" in k]
+    assert len(copies) == 1 and all(p.dtype == torch.bfloat16 for p in copies[0][1].parameters())
+
+
+def test_bfloat16_prediction_follows_new_weights(tiny_bert):
+    """The bfloat16 copy is remade after the weights change: loaded bytes, a training step."""
+    from spacy.training import Example
+
+    text = "BMP2 regulates limb patterning in the mouse embryo ."
+    import torch
+
+    other = _trf_nlp(tiny_bert, "float32")
+    torch.manual_seed(0)
+    for p in other.get_pipe("transformer").model.transformer.parameters():
+        p.data.add_(torch.randn_like(p) * 0.2)
+    bf16 = _trf_nlp(tiny_bert, "bfloat16")
+    before = _vectors(bf16, text)
+    bf16.get_pipe("transformer").model.from_bytes(other.get_pipe("transformer").model.to_bytes())
+    loaded = _vectors(bf16, text)
+    assert _cosine(loaded, _vectors(other, text)) > 0.99 and _cosine(loaded, before) < 0.99
+
+    bf16.add_pipe("spancat", config={"spans_key": "sc", "model": {
+        "@architectures": "spacy.SpanCategorizer.v1",
+        "reducer": {"@layers": "spacy.mean_max_reducer.v1", "hidden_size": 16},
+        "scorer": {"@layers": "spacy.LinearLogistic.v1"},
+        "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "grad_factor": 1.0,
+                    "pooling": {"@layers": "reduce_mean.v1"}},
+    }})
+    ref = bf16.make_doc(text)
+    ref.spans["sc"] = [ref.char_span(0, 4, label="PR")]
+    examples = [Example(bf16.make_doc(text), ref)]
+    optimizer = bf16.resume_training()
+    bf16.get_pipe("spancat").add_label("PR")
+    bf16.get_pipe("spancat").initialize(lambda: examples, nlp=bf16)
+    for _ in range(3):
+        bf16.update(examples, sgd=optimizer, drop=0.0)
+    trained = _vectors(bf16, text)
+    assert _cosine(trained, loaded) < 0.9999
+    fp32 = _trf_nlp(tiny_bert, "float32")
+    fp32.get_pipe("transformer").model.from_bytes(bf16.get_pipe("transformer").model.to_bytes())
+    assert _cosine(trained, _vectors(fp32, text)) > 0.99
+
+
+def numpy_close(x, y):
+    import numpy
+
+    return numpy.allclose(x, y, atol=1e-6)
+
+
+def test_bfloat16_prediction_from_threads_matches_one_thread(tiny_bert):
+    from concurrent.futures import ThreadPoolExecutor
+
+    nlp = _trf_nlp(tiny_bert, "bfloat16")
+    texts = [f"Gene {i} binds protein {i + 1} in cell line {i} ." for i in range(16)]
+    serial = [_vectors(nlp, t) for t in texts]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda t: _vectors(nlp, t), texts))
+    assert all(numpy_close(a, b) for a, b in zip(serial, threaded))
+    assert nlp.get_pipe("transformer").model.layers[0].shims[0]._model is nlp.get_pipe("transformer").model.transformer
+
+
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_bfloat16_training_updates_float32_weights(tiny_bert, precision):
     """A training step under CPU autocast: gradients flow, the weights stay float32."""

@@ -1,4 +1,4 @@
-"""Inference benchmark: ours (bfloat16 autocast where the CPU has it, and
+"""Inference benchmark: ours (bfloat16 where the CPU has it, and
 float32) against every peer (peers.py) and stock spacy-transformers spancat on
 the same texts in one process, alternating within each round; the best peer
 sets the ratio. Also where our time goes (per component, then cProfile) and

@@ -3,10 +3,12 @@
 Shipped inside the packaged pipeline (`spacy package --code`), so this module
 imports nothing from the project: only spaCy, thinc and spacy-transformers.
 """
+import copy
 import multiprocessing
 import os
 import signal
 import sys
+import threading
 import warnings
 from functools import partial
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
@@ -98,30 +100,80 @@ def _precision_forward(
     pipeline to its workers by pickling it.
     """
     configure_worker_threads()
+    shim = model.layers[0].shims[0] if model.layers and model.layers[0].shims else None
+    if bfloat16 and shim is not None:
+        if is_train:
+            # the update that follows may change the weights in place: drop the copy
+            shim.__dict__.pop(_BF16_COPY, None)
+        elif _on_cpu(shim._model):
+            with _BF16_LOCK, torch.inference_mode():
+                fp32 = shim._model
+                shim._model = _bfloat16_copy(shim)
+                try:
+                    output, backprop = inner(model, docs, is_train)
+                finally:
+                    shim._model = fp32
+            return _outputs_to_float32(output, is_train), backprop
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16), torch.inference_mode(not is_train):
         output, backprop = inner(model, docs, is_train)
-    if bfloat16:
-        model_output = output.model_output
-        for key, value in list(model_output.items()):
-            # The backward pass starts from last_hidden_state itself, so in training it
-            # is left as it is (float32 for BERT-family models, which end in a LayerNorm).
-            if key == "last_hidden_state" and is_train:
-                continue
-            if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
-                model_output[key] = value.float()
-    return output, backprop
+    return (_outputs_to_float32(output, is_train) if bfloat16 else output), backprop
+
+
+# Prediction in bfloat16 runs a copy of the transformer with bfloat16 weights (as a
+# model loaded with torch_dtype=torch.bfloat16): faster than autocast, which casts the
+# float32 weights at every call and keeps LayerNorm, softmax and the residual adds in
+# float32. Training keeps float32 weights under autocast. The copy is made at the first
+# prediction after the weights change; the lock keeps threads that share a pipeline
+# from seeing each other's swap of the shim's model.
+_BF16_COPY = "_biomed_bfloat16_copy"
+_BF16_LOCK = threading.RLock()
+
+
+def _on_cpu(module: torch.nn.Module) -> bool:
+    first = next(module.parameters(), None)
+    return first is not None and first.device.type == "cpu"
+
+
+def _weights_key(module: torch.nn.Module) -> Tuple[Tuple[int, int], ...]:
+    """Changes when a parameter is replaced or written through torch (load_state_dict,
+    use_params); in-place numpy updates are covered by the drop at each training step."""
+    return tuple((p.data_ptr(), p._version) for p in module.parameters())
+
+
+def _bfloat16_copy(shim: Any) -> torch.nn.Module:
+    key = _weights_key(shim._model)
+    cached = shim.__dict__.get(_BF16_COPY)
+    if cached is None or cached[0] != key:
+        clone = copy.deepcopy(shim._model).to(torch.bfloat16).eval()
+        for p in clone.parameters():
+            p.requires_grad_(False)
+        cached = shim.__dict__[_BF16_COPY] = (key, clone)
+    return cached[1]
+
+
+def _outputs_to_float32(output: FullTransformerBatch, is_train: bool) -> FullTransformerBatch:
+    model_output = output.model_output
+    for key, value in list(model_output.items()):
+        # The backward pass starts from last_hidden_state itself, so in training it
+        # is left as it is (float32 for BERT-family models, which end in a LayerNorm).
+        if key == "last_hidden_state" and is_train:
+            continue
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
+            model_output[key] = value.float()
+    return output
 
 
 def _with_precision(model: Model, bfloat16: bool) -> Model:
-    """Wrap the transformer's forward pass: CPU autocast when `bfloat16`, and
-    `torch.inference_mode` whenever it predicts.
+    """Wrap the transformer's forward pass for bfloat16 on the CPU when `bfloat16`,
+    and in `torch.inference_mode` whenever it predicts.
 
-    Under autocast, matmuls run in bfloat16 (1.7-2.9x faster prediction on CPUs with native
-    bfloat16) while the weights, their gradients and the optimizer stay float32,
-    and LayerNorm, so the last hidden state, stays float32. Other outputs (the
-    pooler) are cast back to float32, since numpy (thinc's CPU ops) has no
-    bfloat16. CUDA tensors are not affected: on a GPU, `mixed_precision` counts.
-    inference_mode skips the autograd bookkeeping that no_grad still does.
+    In training, autocast runs the matmuls in bfloat16 while the weights, their
+    gradients and the optimizer stay float32, and LayerNorm, so the last hidden
+    state, stays float32. In prediction a bfloat16 copy of the weights runs (see
+    `_bfloat16_copy`). Outputs are cast back to float32, since numpy (thinc's CPU
+    ops) has no bfloat16. CUDA tensors are not affected: on a GPU,
+    `mixed_precision` counts. inference_mode skips the autograd bookkeeping that
+    no_grad still does.
     """
     model._func = partial(_precision_forward, inner=model._func, bfloat16=bfloat16)
     return model
@@ -241,9 +293,10 @@ def create_biomed_bert(
         `truncate_oversize_splits`, which drops wordpieces, not tokens.
     mixed_precision (bool): Half-precision ops where safe (GPU training).
     grad_scaler_config (dict): Gradient scaling under mixed precision.
-    cpu_precision (str): Precision of the forward pass on the CPU, in training and
-        prediction: "float32"; "bfloat16" (autocast: matmuls in bfloat16, weights and
-        gradients float32); or "auto", bfloat16 where the CPU has it in hardware
+    cpu_precision (str): Precision of the forward pass on the CPU: "float32";
+        "bfloat16" (training under autocast: matmuls in bfloat16, weights and gradients
+        float32; prediction through a bfloat16 copy of the weights, made at the first
+        prediction after they change); or "auto", bfloat16 where the CPU has it in hardware
         (AVX512-BF16, AMX), else float32. Override at load time with
         `spacy.load(name, config={"components.transformer.model.cpu_precision": "float32"})`.
     attention_dropout (Optional[float]): Dropout on the attention probabilities in
