@@ -121,8 +121,18 @@ def test_bfloat16_prediction_is_float32_out_and_close_to_float32(tiny_bert):
             assert value.dtype == torch.float32
     x = numpy.asarray(a.model_output.last_hidden_state).ravel()
     y = numpy.asarray(b.model_output.last_hidden_state).ravel()
-    assert float(x @ y / (numpy.linalg.norm(x) * numpy.linalg.norm(y))) > 0.99
+    assert _cosine(x, y) > 0.99
     assert not numpy.array_equal(x, y)  # the bfloat16 path really ran
+
+
+# spancat over the transformer, small: for the tests that train through it
+_SPANCAT = {"spans_key": "sc", "model": {
+    "@architectures": "spacy.SpanCategorizer.v1",
+    "reducer": {"@layers": "spacy.mean_max_reducer.v1", "hidden_size": 16},
+    "scorer": {"@layers": "spacy.LinearLogistic.v1"},
+    "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "grad_factor": 1.0,
+                "pooling": {"@layers": "reduce_mean.v1"}},
+}}
 
 
 def _vectors(nlp, text):
@@ -152,11 +162,10 @@ def test_bfloat16_prediction_runs_bfloat16_weights_and_keeps_the_float32_ones(ti
 
 def test_bfloat16_prediction_follows_new_weights(tiny_bert):
     """The bfloat16 copy is remade after the weights change: loaded bytes, a training step."""
+    import torch
     from spacy.training import Example
 
     text = "BMP2 regulates limb patterning in the mouse embryo ."
-    import torch
-
     other = _trf_nlp(tiny_bert, "float32")
     torch.manual_seed(0)
     for p in other.get_pipe("transformer").model.transformer.parameters():
@@ -167,13 +176,7 @@ def test_bfloat16_prediction_follows_new_weights(tiny_bert):
     loaded = _vectors(bf16, text)
     assert _cosine(loaded, _vectors(other, text)) > 0.99 and _cosine(loaded, before) < 0.99
 
-    bf16.add_pipe("spancat", config={"spans_key": "sc", "model": {
-        "@architectures": "spacy.SpanCategorizer.v1",
-        "reducer": {"@layers": "spacy.mean_max_reducer.v1", "hidden_size": 16},
-        "scorer": {"@layers": "spacy.LinearLogistic.v1"},
-        "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "grad_factor": 1.0,
-                    "pooling": {"@layers": "reduce_mean.v1"}},
-    }})
+    bf16.add_pipe("spancat", config=_SPANCAT)
     ref = bf16.make_doc(text)
     ref.spans["sc"] = [ref.char_span(0, 4, label="PR")]
     examples = [Example(bf16.make_doc(text), ref)]
@@ -189,21 +192,17 @@ def test_bfloat16_prediction_follows_new_weights(tiny_bert):
     assert _cosine(trained, _vectors(fp32, text)) > 0.99
 
 
-def numpy_close(x, y):
-    import numpy
-
-    return numpy.allclose(x, y, atol=1e-6)
-
-
 def test_bfloat16_prediction_from_threads_matches_one_thread(tiny_bert):
     from concurrent.futures import ThreadPoolExecutor
+
+    import numpy
 
     nlp = _trf_nlp(tiny_bert, "bfloat16")
     texts = [f"Gene {i} binds protein {i + 1} in cell line {i} ." for i in range(16)]
     serial = [_vectors(nlp, t) for t in texts]
     with ThreadPoolExecutor(4) as pool:
         threaded = list(pool.map(lambda t: _vectors(nlp, t), texts))
-    assert all(numpy_close(a, b) for a, b in zip(serial, threaded))
+    assert all(numpy.allclose(a, b, atol=1e-6) for a, b in zip(serial, threaded))
     assert nlp.get_pipe("transformer").model.layers[0].shims[0]._model is nlp.get_pipe("transformer").model.transformer
 
 
@@ -218,14 +217,7 @@ def test_bfloat16_training_updates_float32_weights(tiny_bert, precision):
         "transformer",
         config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "cpu_precision": precision}},
     )
-    listener = {"@architectures": "spacy-transformers.TransformerListener.v1", "grad_factor": 1.0,
-                "pooling": {"@layers": "reduce_mean.v1"}}
-    nlp.add_pipe("spancat", config={"spans_key": "sc", "model": {
-        "@architectures": "spacy.SpanCategorizer.v1",
-        "reducer": {"@layers": "spacy.mean_max_reducer.v1", "hidden_size": 16},
-        "scorer": {"@layers": "spacy.LinearLogistic.v1"},
-        "tok2vec": listener,
-    }})
+    nlp.add_pipe("spancat", config=_SPANCAT)
     doc = nlp.make_doc("BMP2 regulates limb patterning in the mouse embryo .")
     ref = nlp.make_doc(doc.text)
     ref.spans["sc"] = [ref.char_span(0, 4, label="PR"), ref.char_span(15, 19, label="UBERON")]
