@@ -30,7 +30,7 @@ def main(
     try:
         result = soft_label_corpus(
             teacher, output, gold=gold, unlabelled=unlabelled, spans_key=spans_key, floor=round(floor, 6),
-            batch_size=batch_size, gpu_id=gpu_id, segment=segment, fmt=format,
+            batch_size=batch_size, gpu_id=gpu_id, segment=segment, fmt=format, progress=True,
         )
     except (AssistError, PipelineError, DocBinError, GpuUnavailable) as err:
         msg.fail("teacher-labels failed", str(err), exits=1)

@@ -368,6 +368,18 @@ def test_unlabelled_records_whose_tokens_do_not_match_their_text_are_named(tmp_p
     assert not (tmp_path / "none.spacy").exists()
 
 
+def test_teacher_labels_show_progress_per_part(tmp_path, teacher, capsys):
+    DocBin(docs=gold_docs(spacy.blank("en").vocab)).to_disk(tmp_path / "train.spacy")
+    path = tmp_path / "unlabelled.jsonl"
+    path.write_text(json.dumps({"text": "Pax6 marks lens cells."}) + "\n", encoding="utf8")
+    soft_label_corpus(teacher, tmp_path / "out.spacy", gold=[tmp_path / "train.spacy"], unlabelled=[str(path)], progress=True)
+    err = capsys.readouterr().err
+    assert f"gold docs: {len(TEXTS)} docs" in err
+    assert "unlabelled docs: 1 docs" in err
+    soft_label_corpus(teacher, tmp_path / "quiet.spacy", gold=[tmp_path / "train.spacy"])
+    assert "docs" not in capsys.readouterr().err
+
+
 def test_gold_without_the_spans_key_and_missing_files_are_named(tmp_path, teacher):
     docs = gold_docs(spacy.blank("en").vocab)
     del docs[2].spans["sc"]

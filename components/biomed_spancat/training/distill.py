@@ -184,6 +184,7 @@ def soft_label_corpus(
     segment: str = "none",
     fmt: Optional[str] = None,
     datasets: Sequence[str] = (),
+    progress: bool = False,
 ) -> Dict[str, Any]:
     """Write the student's training corpus: gold docs and unlabelled text,
     each with the teacher's soft labels.
@@ -205,6 +206,7 @@ def soft_label_corpus(
     segment (str): "none" (one doc per text) or "sentences".
     fmt (Optional[str]): Force a reader format for the unlabelled sources.
     datasets (Sequence[str]): Datasets of a database/folder unlabelled source.
+    progress (bool): Show a tqdm bar of the docs the teacher labelled, per part.
     RETURNS (Dict[str, Any]): The report: counts per part, rejected records,
         teacher spans stored, settings.
     RAISES (AssistError): No teacher span categorizer, unreadable inputs, nothing usable.
@@ -237,7 +239,14 @@ def soft_label_corpus(
             gold_labels.update(span.label_ for span in doc.spans[spans_key])
             yield doc
 
-    for doc in attach_soft_labels(nlp, gold_stream(), spans_key, floor, batch_size, spancat_name):
+    def shown(docs: Iterator[Doc], part: str) -> Iterator[Doc]:
+        if not progress:
+            return docs
+        from tqdm import tqdm
+
+        return tqdm(docs, desc=f"{part} docs", unit=" docs", mininterval=1.0)
+
+    for doc in shown(attach_soft_labels(nlp, gold_stream(), spans_key, floor, batch_size, spancat_name), "gold"):
         counts["gold"]["docs"] += 1
         counts["gold"]["words"] += len(doc)
         counts["gold"]["teacher_spans"] += len(doc.spans[key])
@@ -255,7 +264,7 @@ def soft_label_corpus(
                 continue
             yield make_doc(nlp, record)
 
-    for doc in attach_soft_labels(nlp, unlabelled_stream(), spans_key, floor, batch_size, spancat_name):
+    for doc in shown(attach_soft_labels(nlp, unlabelled_stream(), spans_key, floor, batch_size, spancat_name), "unlabelled"):
         counts["unlabelled"]["docs"] += 1
         counts["unlabelled"]["words"] += len(doc)
         counts["unlabelled"]["teacher_spans"] += len(doc.spans[key])
