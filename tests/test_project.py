@@ -83,6 +83,32 @@ def test_paths_and_keys_are_defined_once():
     assert raw.count("../shared") == 1  # vars.craft_mirror, nowhere else
 
 
+def test_every_dep_and_output_is_one_path_whatever_the_vars():
+    # weasel joins two adjacent "${vars...}" list items into one "a, b" item: a dep
+    # that names no file, so the step would never rerun when either changes
+    config = load_project_config(ROOT)
+    overrides = {f"vars.{name}": f"x/{name}" for name, value in config["vars"].items() if isinstance(value, str) and "${" not in value}
+    config = load_project_config(ROOT, overrides=overrides)
+    for cmd in config["commands"]:
+        for path in cmd.get("deps", []) + cmd.get("outputs", []) + cmd.get("outputs_no_cache", []):
+            assert ", " not in path, (cmd["name"], path)
+
+
+def test_uptrain_reads_the_gold_and_dev_data_it_is_given():
+    overrides = {"vars.uptrain_train": "corpus/craft/train.spacy", "vars.uptrain_dev": "corpus/craft/dev.spacy"}
+    config = load_project_config(ROOT, overrides=overrides)
+    steps = {c["name"]: c for c in config["commands"] if c["name"] in config["workflows"]["uptrain"]}
+    for name, cmd in steps.items():
+        text = " ".join(cmd["script"])
+        assert "corpus/train.spacy" not in text and "corpus/dev.spacy" not in text, name
+        for path in ("corpus/craft/train.spacy", "corpus/craft/dev.spacy"):
+            assert (path in text) == (path in cmd.get("deps", [])), (name, path)
+    trains = ("train-cpu-gold", "train-cpu-uptrained", "teacher-labels")
+    assert all("corpus/craft/train.spacy" in steps[name]["deps"] for name in trains)
+    devs = ("train-cpu-gold", "train-cpu-uptrained", "train-cpu-distilled", "compare-uptrain")
+    assert all("corpus/craft/dev.spacy" in steps[name]["deps"] for name in devs)
+
+
 def test_lock_reruns_a_step_when_its_code_changes(tmp_path):
     root = copy_project(tmp_path / "project")
     with inside(root):
