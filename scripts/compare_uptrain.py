@@ -40,7 +40,7 @@ def main(
     if distilled:
         models.append(("cpu_distilled", "CPU CNN, distilled (teacher's soft labels)", distilled))
     try:
-        result = compare_uptrain(models, eval_sets, spans_key, batch_size, preannotate_report, repeats)
+        result = compare_uptrain(models, eval_sets, spans_key, batch_size, preannotate_report, repeats, log=msg.text)
     except (AssistError, PipelineError, DocBinError) as err:
         msg.fail("compare-uptrain failed", str(err), exits=1)
     write_json(result, output)

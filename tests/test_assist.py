@@ -715,3 +715,19 @@ def test_measure_pipeline_needs_a_timed_pass():
 
     with pytest.raises(AssistError, match="repeats must be at least 1, got 0"):
         measure_pipeline(spacy.blank("en"), {}, repeats=0)
+
+
+def test_measure_pipeline_reports_each_set_and_pass():
+    from biomed_spancat.training.uptrain import measure_pipeline
+    from biomed_spancat.util import pct
+
+    nlp = spacy.blank("en")
+    docs = gold_docs(nlp.vocab)[:2]
+    lines = []
+    result = measure_pipeline(nlp, {"dev": docs}, repeats=2, log=lines.append)
+    words = sum(len(d) for d in docs)
+    assert lines[0] == f"dev: 2 docs scored, spans F {pct(result['scores']['dev']['f'])}"
+    assert [line.split(" in ")[0] for line in lines[1:]] == [f"timed pass {i}/2: {words} words" for i in (1, 2)]
+    # without a log it stays silent and measures the same way
+    assert len(measure_pipeline(nlp, {"dev": docs}, repeats=2)["speed"]["runs"]) == 2
+

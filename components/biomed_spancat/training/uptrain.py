@@ -26,7 +26,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import spacy
 from spacy.language import Language
@@ -204,7 +204,12 @@ def merge_corpora(inputs: Sequence[PathLike], output: PathLike) -> Dict[str, int
 
 
 def measure_pipeline(
-    nlp: Language, data: Dict[str, List[Doc]], spans_key: str = "sc", batch_size: int = 64, repeats: int = 3
+    nlp: Language,
+    data: Dict[str, List[Doc]],
+    spans_key: str = "sc",
+    batch_size: int = 64,
+    repeats: int = 3,
+    log: Optional[Callable[[str], None]] = None,
 ) -> Dict[str, Any]:
     """Spans P/R/F on each evaluation set and the CPU words/sec over all of them.
 
@@ -218,6 +223,8 @@ def measure_pipeline(
     spans_key (str): The span group.
     batch_size (int): Docs per `nlp.pipe` batch (the same for every model).
     repeats (int): Timed passes (at least 1); the median is reported.
+    log (Optional[Callable[[str], None]]): Called with one line after each set
+        is scored and each timed pass (progress); None: silent.
     RETURNS (Dict[str, Any]): {"scores": {set: {p, r, f, gold_spans, pred_spans}},
         "speed": {words, seconds (median), runs (every pass's seconds), words_per_second}}.
     """
@@ -231,14 +238,18 @@ def measure_pipeline(
         preds = list(nlp.pipe((make_pred_doc(nlp.vocab, d) for d in gold), batch_size=batch_size))
         metrics = score_docs(zip(gold, preds), spans_key).metrics
         scores[name] = {**metrics["spans"], **{k: metrics["counts"][k] for k in ("gold_spans", "pred_spans")}}
+        if log is not None:
+            log(f"{name}: {len(gold)} docs scored, spans F {pct(scores[name]['f'])}")
     words = sum(len(d) for gold in data.values() for d in gold)
     runs = []
-    for _ in range(repeats):
+    for i in range(repeats):
         inputs = [make_pred_doc(nlp.vocab, d) for gold in data.values() for d in gold]
         start = time.perf_counter()
         for _doc in nlp.pipe(inputs, batch_size=batch_size):
             pass
         runs.append(round(time.perf_counter() - start, 4))
+        if log is not None:
+            log(f"timed pass {i + 1}/{repeats}: {words} words in {runs[-1]:.1f} s")
     seconds = statistics.median(runs)
     return {
         "scores": scores,
@@ -269,6 +280,7 @@ def compare_uptrain(
     batch_size: int = 64,
     preannotate_report: Optional[PathLike] = None,
     repeats: int = 3,
+    log: Optional[Callable[[str], None]] = None,
 ) -> Dict[str, Any]:
     """Compare the transformer pipeline, the CPU model on gold only and the
     uptrained CPU model: spans F on the same data, CPU words/sec, and the target.
@@ -282,6 +294,7 @@ def compare_uptrain(
     preannotate_report (Optional[PathLike]): The preannotate report, to record
         how much silver data the uptrained model saw.
     repeats (int): Timed passes per model; words/sec is their median.
+    log (Optional[Callable[[str], None]]): Progress lines, each prefixed with the model's label; None: silent.
     RETURNS (Dict[str, Any]): Per-model scores and speed, the gap closed per
         set, the speed ratio and whether the target is met.
     """
@@ -298,7 +311,8 @@ def compare_uptrain(
         data = {}
         for name, path in eval_sets.items():
             data[name] = read_docs(Path(path), nlp.vocab)
-        measured = measure_pipeline(nlp, data, spans_key, batch_size, repeats)
+        shown = None if log is None else (lambda line, label=label: log(f"{label}: {line}"))
+        measured = measure_pipeline(nlp, data, spans_key, batch_size, repeats, shown)
         results[role] = {"label": label, "model": str(model), "pipeline": list(nlp.pipe_names), **measured}
         del nlp
     students = {role: _student_result(results, role, list(eval_sets)) for role in STUDENT_ROLES if role in results}
