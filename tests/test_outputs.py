@@ -125,6 +125,56 @@ def test_a_second_writer_is_refused_while_the_first_runs(tmp_path):
     assert set().union(*runs_in(out).values()) == {"B"}
 
 
+# A step that checks an input (as train does with its corpus) and holds it until told to go on.
+READER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from unittest import mock
+    from biomed_spancat import outputs
+    path, flag = Path(sys.argv[1]), Path(sys.argv[2])
+    check = outputs._check
+
+    def held(*args):
+        check(*args)
+        Path(str(flag) + ".reached").touch()
+        while not flag.exists():
+            time.sleep(0.05)
+
+    with mock.patch.object(outputs, "_check", held):
+        print(outputs.verify_input(path))
+    """
+)
+
+
+def test_steps_read_one_input_at_once_and_no_writer_replaces_it_meanwhile(tmp_path):
+    # two trainings started together on one corpus: both check it, neither is refused
+    out = tmp_path / "corpus"
+    assert run_writer(out, "A").wait(timeout=60) == 0
+    flag = tmp_path / "go"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(out / "dev.spacy"), str(flag)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    reached = Path(str(flag) + ".reached")
+    for _ in range(1200):  # hang guard: the reader is inside its check
+        if reached.exists() or reader.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert reached.exists(), reader.stderr.read()
+    assert verify_input(out / "train.spacy") == "convert"  # a second reader, meanwhile
+    writer = run_writer(out, "B")
+    assert writer.wait(timeout=60) == 1
+    err = " ".join(writer.stderr.read().split())
+    assert "is being read by another run (a step that uses it as input): refusing to replace it under that run" in err
+    flag.touch()
+    assert reader.wait(timeout=60) == 0 and reader.stdout.read().strip() == "convert"
+    assert set().union(*runs_in(out).values()) == {"A"}
+    # once the readers are done, the writer goes ahead
+    assert run_writer(out, "C").wait(timeout=60) == 0
+    assert set().union(*runs_in(out).values()) == {"C"}
+
+
 def test_a_changed_or_truncated_output_is_not_trusted(tmp_path):
     assert run_writer(tmp_path, "A").wait(timeout=60) == 0
     train = tmp_path / "train.spacy"

@@ -16,7 +16,9 @@ files: the next writer of the unit, or the next step that checks an input with
 is never trusted. A run killed before step 1 leaves only a staging folder,
 removed by the next writer. The whole run holds an exclusive `fcntl.flock` on
 `<base>/.outputs/<unit>.lock`: a second writer is refused with a message naming
-the holder, and the kernel releases the lock of a killed run.
+the holder, and the kernel releases the lock of a killed run. Steps that read
+the outputs take the same lock shared while they check them, so any number
+can read at once and none reads while a writer holds it.
 
 `verify_input(path)` checks a path against the manifest that lists it (if
 any): a changed, truncated or half-published output is refused, naming the
@@ -135,10 +137,16 @@ def _unit_name(step: str, entries: Sequence[str]) -> str:
 
 
 class _Lock:
-    """An exclusive, non-blocking flock on a lock file; the holder is written into it."""
+    """A non-blocking flock on a lock file: exclusive for the writer (who is written
+    into it), shared for readers, so that any number of steps can check an
+    input at once while no writer can replace it under them."""
 
-    def __init__(self, path: Path, step: str, what: str, reader: bool = False) -> None:
+    def __init__(self, path: Path, step: str, what: str, reader: bool = False, shared: Optional[bool] = None) -> None:
+        # reader: checks inputs (a read-only copy needs no lock); shared: takes the
+        # shared lock, by default a reader's (a reader that finishes a killed run's
+        # publication writes, so it takes the exclusive one)
         self.path, self.step, self.what, self.reader = path, step, what, reader
+        self.shared = reader if shared is None else shared
         self.fd: Optional[int] = None
 
     def __enter__(self) -> "_Lock":
@@ -155,28 +163,40 @@ class _Lock:
                 return self
             raise
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as err:
             holder = os.read(fd, 4096).decode("utf8", "replace").strip()
             os.close(fd)
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            try:
-                info = json.loads(holder)
-                who = f"`{info['step']}` (pid {info['pid']}, started {info['started']})"
-            except (ValueError, KeyError, TypeError):
-                who = "another run"
-            raise OutputsBusy(
-                f"{self.what} is being written by {who}: refusing a second writer, whose files "
-                f"would mix with its. Wait for it to finish (or stop it) and run again; a killed "
-                f"run releases the lock by itself ({self.path})."
-            ) from None
+            raise OutputsBusy(self._busy(holder)) from None
+        self.fd = fd
+        _HELD[key] = 1
+        if self.shared:  # readers share the lock and leave the writer's record alone
+            return self
         os.ftruncate(fd, 0)
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         os.write(fd, json.dumps({"step": self.step, "pid": os.getpid(), "started": started}).encode("utf8"))
-        self.fd = fd
-        _HELD[key] = 1
         return self
+
+    def _busy(self, holder: str) -> str:
+        """Why the lock was refused: a writer holds it (named from its record), or only readers do."""
+        try:
+            info = json.loads(holder)
+            who = f"`{info['step']}` (pid {info['pid']}, started {info['started']})"
+        except (ValueError, KeyError, TypeError):
+            who = None
+        if who is None and not self.shared:  # no writer's record: steps are reading it
+            return (
+                f"{self.what} is being read by another run (a step that uses it as input): refusing to "
+                f"replace it under that run. Wait for it to finish (or stop it) and run again; a killed "
+                f"run releases the lock by itself ({self.path})."
+            )
+        return (
+            f"{self.what} is being written by {who or 'another run'}: refusing a second writer, whose files "
+            f"would mix with its. Wait for it to finish (or stop it) and run again; a killed "
+            f"run releases the lock by itself ({self.path})."
+        )
 
     def __exit__(self, *exc: Any) -> None:
         key = str(self.path.resolve())
@@ -184,7 +204,8 @@ class _Lock:
         if _HELD[key] == 0:
             del _HELD[key]
             if self.fd is not None:
-                os.ftruncate(self.fd, 0)
+                if not self.shared:
+                    os.ftruncate(self.fd, 0)
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
                 os.close(self.fd)
                 self.fd = None
@@ -381,7 +402,7 @@ def verify_input(path: PathLike) -> Optional[str]:
             if not any(_within(path, base / rel) for rel in rel_entries):
                 continue
             step = json.loads((found / MANIFEST).read_text(encoding="utf8"))["step"]
-            with _Lock(found.parent / f"{unit}.lock", step, _shown([path]), reader=True):
+            with _Lock(found.parent / f"{unit}.lock", step, _shown([path]), reader=True, shared=False):
                 _roll_forward(found, base)
             return verify_input(path)
         try:
