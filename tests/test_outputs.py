@@ -156,19 +156,26 @@ def test_steps_read_one_input_at_once_and_no_writer_replaces_it_meanwhile(tmp_pa
         [sys.executable, "-c", READER, str(out / "dev.spacy"), str(flag)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    reached = Path(str(flag) + ".reached")
-    for _ in range(1200):  # hang guard: the reader is inside its check
-        if reached.exists() or reader.poll() is not None:
-            break
-        time.sleep(0.1)
-    assert reached.exists(), reader.stderr.read()
-    assert verify_input(out / "train.spacy") == "convert"  # a second reader, meanwhile
-    writer = run_writer(out, "B")
-    assert writer.wait(timeout=60) == 1
-    err = " ".join(writer.stderr.read().split())
-    assert "is being read by another run (a step that uses it as input): refusing to replace it under that run" in err
-    flag.touch()
-    assert reader.wait(timeout=60) == 0 and reader.stdout.read().strip() == "convert"
+    try:
+        reached = Path(str(flag) + ".reached")
+        for _ in range(1200):  # hang guard: the reader is inside its check
+            if reached.exists() or reader.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert reached.exists(), reader.stderr.read()
+        assert verify_input(out / "train.spacy") == "convert"  # a second reader, meanwhile
+        writer = run_writer(out, "B")
+        assert writer.wait(timeout=60) == 1
+        err = " ".join(writer.stderr.read().split())
+        assert "is being read by another run (a step that uses it as input): refusing to replace it under that run" in err
+    finally:  # the reader never outlives the test
+        flag.touch()
+        if reader.poll() is None:
+            try:
+                reader.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                reader.kill()
+    assert reader.returncode == 0 and reader.stdout.read().strip() == "convert"
     assert set().union(*runs_in(out).values()) == {"A"}
     # once the readers are done, the writer goes ahead
     assert run_writer(out, "C").wait(timeout=60) == 0
