@@ -26,6 +26,7 @@ import numpy
 from confection import Config
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
+from tqdm import tqdm
 
 from ..assist import AssistError, iter_records, make_doc, split_sentences
 from ..util import PipelineError, find_spancat, load_pipeline, read_docs, use_device
@@ -239,14 +240,8 @@ def soft_label_corpus(
             gold_labels.update(span.label_ for span in doc.spans[spans_key])
             yield doc
 
-    def shown(docs: Iterator[Doc], part: str) -> Iterator[Doc]:
-        if not progress:
-            return docs
-        from tqdm import tqdm
-
-        return tqdm(docs, desc=f"{part} docs", unit=" docs", mininterval=1.0)
-
-    for doc in shown(attach_soft_labels(nlp, gold_stream(), spans_key, floor, batch_size, spancat_name), "gold"):
+    gold_soft = attach_soft_labels(nlp, gold_stream(), spans_key, floor, batch_size, spancat_name)
+    for doc in tqdm(gold_soft, desc="gold docs", unit=" docs", mininterval=1.0, disable=not progress):
         counts["gold"]["docs"] += 1
         counts["gold"]["words"] += len(doc)
         counts["gold"]["teacher_spans"] += len(doc.spans[key])
@@ -264,7 +259,8 @@ def soft_label_corpus(
                 continue
             yield make_doc(nlp, record)
 
-    for doc in shown(attach_soft_labels(nlp, unlabelled_stream(), spans_key, floor, batch_size, spancat_name), "unlabelled"):
+    unlabelled_soft = attach_soft_labels(nlp, unlabelled_stream(), spans_key, floor, batch_size, spancat_name)
+    for doc in tqdm(unlabelled_soft, desc="unlabelled docs", unit=" docs", mininterval=1.0, disable=not progress):
         counts["unlabelled"]["docs"] += 1
         counts["unlabelled"]["words"] += len(doc)
         counts["unlabelled"]["teacher_spans"] += len(doc.spans[key])
