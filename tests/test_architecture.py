@@ -281,3 +281,89 @@ def test_no_attention_dropout_keeps_no_attention_matrices_for_backward(tiny_bert
     with_dropout = _bytes_saved_for_backward(_trf_with_attention_dropout(tiny_bert, 0.1), text)
     without = _bytes_saved_for_backward(_trf_with_attention_dropout(tiny_bert, 0.0), text)
     assert without < 0.8 * with_dropout
+
+
+def test_length_groups_cut_where_padding_costs_more_than_a_call():
+    from biomed_spancat.pipeline.architecture import length_groups
+
+    lengths = [10, 10, 11, 50, 52, 120, 128]
+    # a call costs 20 wordpieces: padding 10 -> 128 (118 per row) is worth three calls
+    assert length_groups(lengths, overhead=20) == [(0, 3), (3, 5), (5, 7)]
+    # a call costs more than all the padding: one group, as spacy-transformers pads
+    assert length_groups(lengths, overhead=1000) == [(0, 7)]
+    assert length_groups([5] * 5, overhead=0, max_rows=2) == [(0, 1), (1, 3), (3, 5)]
+    assert length_groups([], overhead=5) == []
+
+
+def _tiny_hf(tiny_bert):
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(str(tiny_bert)).eval()
+
+
+def _calls(module):
+    widths = []
+    module.register_forward_pre_hook(lambda _m, _a, kw: widths.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    return widths
+
+
+def test_length_buckets_predict_each_row_as_the_padded_batch_does(tiny_bert):
+    """Rows cut to their group's longest give the padded batch's vectors where the
+    mask is 1 (zeros past each row's end) and its pooled output, in the batch's order."""
+    import torch
+
+    from biomed_spancat.pipeline.architecture import LengthBuckets
+
+    hf = _tiny_hf(tiny_bert)
+    lengths = [3, 9, 5, 2]
+    ids = torch.randint(5, 100, (4, 9))
+    mask = (torch.arange(9)[None, :] < torch.tensor(lengths)[:, None]).long()
+    with torch.inference_mode():
+        padded = hf(input_ids=ids, attention_mask=mask)
+        bucketed_model = LengthBuckets(hf)
+        bucketed_model.overhead = 0  # every row alone is cheapest
+        widths = _calls(hf)
+        grouped = bucketed_model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))
+    assert widths == [(1, 2), (1, 3), (1, 5), (1, 9)]
+    real = mask.bool()
+    assert torch.allclose(grouped.last_hidden_state[real], padded.last_hidden_state[real], atol=1e-5)
+    assert not grouped.last_hidden_state[~real].any()
+    assert torch.allclose(grouped.pooler_output, padded.pooler_output, atol=1e-5)
+
+
+def test_length_buckets_leave_a_left_padded_batch_whole(tiny_bert):
+    import torch
+
+    from biomed_spancat.pipeline.architecture import LengthBuckets
+
+    hf = _tiny_hf(tiny_bert)
+    ids = torch.randint(5, 100, (2, 6))
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    widths = _calls(hf)
+    with torch.inference_mode():
+        out = LengthBuckets(hf)(input_ids=ids, attention_mask=mask)
+    assert widths == [(2, 6)]
+    assert out.last_hidden_state.shape == (2, 6, hf.config.hidden_size)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_pipeline_predicts_short_and_long_docs_in_separate_calls(tiny_bert, precision):
+    """In nlp.pipe a batch of one long and several short docs is not padded to the
+    long one: the transformer sees the short windows cut to their own length, and
+    each doc gets the vectors it gets alone."""
+    import numpy
+
+    nlp = _trf_nlp(tiny_bert, precision)
+    model = nlp.get_pipe("transformer").model
+    inner = model.transformer if precision == "float32" else None
+    texts = ["BMP2 regulates limb patterning ."] * 6 + [" ".join(["the mouse embryo expresses BMP2"] * 20) + " ."]
+    alone = [nlp(t)._.trf_data.model_output.last_hidden_state for t in texts]
+    if inner is not None:
+        widths = _calls(inner)
+    docs = list(nlp.pipe(texts, batch_size=len(texts)))
+    if inner is not None:
+        assert len(widths) == 2 and widths[0][0] == 6 and widths[0][1] < widths[1][1]
+    for doc, ref in zip(docs, alone):
+        got = doc._.trf_data.model_output.last_hidden_state
+        n = ref.shape[1]
+        assert numpy.allclose(got[:, :n], ref, atol=1e-2 if precision == "bfloat16" else 1e-5)

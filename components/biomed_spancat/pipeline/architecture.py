@@ -101,22 +101,99 @@ def _precision_forward(
     """
     configure_worker_threads()
     shim = model.layers[0].shims[0] if model.layers and model.layers[0].shims else None
-    if bfloat16 and shim is not None:
-        if is_train:
-            # the update that follows may change the weights in place: drop the copy
-            shim.__dict__.pop(_BF16_COPY, None)
-        elif _on_cpu(shim._model):
-            with _BF16_LOCK, torch.inference_mode():
-                fp32 = shim._model
-                shim._model = _bfloat16_copy(shim)
-                try:
-                    output, backprop = inner(model, docs, is_train)
-                finally:
-                    shim._model = fp32
-            return _outputs_to_float32(output, is_train), backprop
+    if bfloat16 and shim is not None and is_train:
+        # the update that follows may change the weights in place: drop the copy
+        shim.__dict__.pop(_BF16_COPY, None)
+    if not is_train and shim is not None and _on_cpu(shim._model):
+        with _BF16_LOCK, torch.inference_mode():
+            original = shim._model
+            shim._model = LengthBuckets(_bfloat16_copy(shim) if bfloat16 else original)
+            try:
+                output, backprop = inner(model, docs, is_train)
+            finally:
+                shim._model = original
+        return (_outputs_to_float32(output, is_train) if bfloat16 else output), backprop
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16), torch.inference_mode(not is_train):
         output, backprop = inner(model, docs, is_train)
     return (_outputs_to_float32(output, is_train) if bfloat16 else output), backprop
+
+
+def length_groups(lengths: List[int], overhead: int, max_rows: int = 128) -> List[Tuple[int, int]]:
+    """Cut rows sorted by length into groups that each pad only to their own longest.
+
+    The cost of a group is its rows times its longest row (the wordpieces it computes)
+    plus `overhead` for the call; the cut minimises the total (dynamic programming over
+    the sorted lengths; a group has at most `max_rows` rows, which bounds the work).
+
+    lengths (List[int]): Row lengths in ascending order.
+    overhead (int): The cost of one more call, in wordpieces.
+    max_rows (int): The most rows in one group.
+    RETURNS (List[Tuple[int, int]]): (start, end) of each group, in order.
+    """
+    n = len(lengths)
+    best = [0] + [0] * n  # best[j]: the least cost of rows [0, j)
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        best[j], cut[j] = min((best[i] + (j - i) * lengths[j - 1] + overhead, i) for i in range(max(0, j - max_rows), j))
+    groups: List[Tuple[int, int]] = []
+    j = n
+    while j > 0:
+        groups.append((cut[j], j))
+        j = cut[j]
+    return groups[::-1]
+
+
+class LengthBuckets(torch.nn.Module):
+    """Predict a padded batch in groups of rows of similar length.
+
+    spacy-transformers pads every window of a batch to the longest: on CRAFT test in
+    batches of 32 paragraphs, 47% of the wordpieces the transformer computed were
+    padding. This wrapper sorts the rows by length, runs each group cut to its own
+    longest row (`length_groups`), and puts the outputs back in the batch's order and
+    shape, zero past each row's end (positions spacy-transformers' alignment never
+    reads). Rows whose mask is not ones then zeros (left padding), and outputs other
+    than per-row and per-position tensors, are predicted as one batch, as before.
+    """
+
+    overhead = 256  # wordpieces: about the time of one more forward call on the CPU
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, **kwargs: Any) -> Any:
+        if attention_mask is None or input_ids.shape[0] < 2:
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        rows, width = input_ids.shape
+        lengths = attention_mask.sum(dim=1)
+        positions = torch.arange(width, device=lengths.device)
+        if not torch.equal(attention_mask.bool(), positions[None, :] < lengths[:, None]):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        order = torch.argsort(lengths, stable=True)
+        sorted_lengths = [max(int(n), 1) for n in lengths[order].tolist()]
+        full: Dict[str, torch.Tensor] = {}
+        first = None
+        for start, end in length_groups(sorted_lengths, self.overhead):
+            idx, cut = order[start:end], sorted_lengths[end - 1]
+            extra = {k: v[idx, :cut] if _per_position(v, rows, width) else v for k, v in kwargs.items()}
+            out = self.inner(input_ids=input_ids[idx, :cut], attention_mask=attention_mask[idx, :cut], **extra)
+            if first is None:
+                first = out
+                if not all(isinstance(v, torch.Tensor) and v.dim() in (2, 3) for v in out.values()):
+                    return self.inner(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            for key, value in out.items():
+                if key not in full:
+                    shape = (rows, width, *value.shape[2:]) if value.dim() == 3 else (rows, *value.shape[1:])
+                    full[key] = value.new_zeros(shape)
+                if value.dim() == 3:
+                    full[key][idx, :cut] = value
+                else:
+                    full[key][idx] = value
+        return type(first)(**full)
+
+
+def _per_position(value: Any, rows: int, width: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() >= 2 and tuple(value.shape[:2]) == (rows, width)
 
 
 # Prediction in bfloat16 runs a copy of the transformer with bfloat16 weights (as a
