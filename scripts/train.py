@@ -54,6 +54,14 @@ def main(
                 verify_input(Path(str(overrides[key])))
     except (GpuUnavailable, GpuConfigError, OutputsError) as err:
         msg.fail(str(err), exits=1)
+    paths = config.get("paths", {})
+    missing = [f"paths.{key} = {paths[key]}" for key in ("train", "dev") if paths.get(key) and not Path(str(paths[key])).exists()]
+    if missing:
+        msg.fail(
+            f"No such training data: {'; '.join(missing)}",
+            "Make it with `weasel run convert` (CRAFT: `weasel run craft-convert`), or give the paths with --paths.train / --paths.dev",
+            exits=1,
+        )
     for note in notes:
         msg.warn(note)
     if gpu_id >= 0:

@@ -83,3 +83,18 @@ def test_a_non_default_key_trains_and_predicts_under_that_key(tmp_path, tiny_ber
     assert "spans_gold_f" in nlp.meta["performance"]
     doc = nlp("Rats carry BMP4.")
     assert "gold" in doc.spans and "sc" not in doc.spans
+
+
+def test_missing_training_data_is_named_before_any_work(tmp_path, project_root, monkeypatch):
+    """A dev path that does not exist stops the run with its name, not a traceback
+    from spaCy's corpus reader after the pipeline was built."""
+    monkeypatch.setattr(train_script, "init_nlp", lambda config, use_gpu: pytest.fail("initialised before the check"))
+    train = tmp_path / "train.spacy"
+    train.write_bytes(b"")
+    args = [str(project_root / "configs" / "baseline_cnn.cfg"), str(tmp_path / "out"), "--paths.train", str(train)]
+    result = CliRunner().invoke(train_script.app, args + ["--paths.dev", "corpus/nowhere.spacy"])
+    assert result.exit_code == 1
+    out_text = " ".join(result.output.split())
+    assert "No such training data: paths.dev = corpus/nowhere.spacy" in out_text
+    assert "weasel run convert" in out_text and "Traceback" not in out_text
+    assert not (tmp_path / "out").exists()
