@@ -192,12 +192,15 @@ def test_bfloat16_prediction_follows_new_weights(tiny_bert):
     assert _cosine(trained, _vectors(fp32, text)) > 0.99
 
 
-def test_bfloat16_prediction_from_threads_matches_one_thread(tiny_bert):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_prediction_from_threads_matches_one_thread(tiny_bert, precision):
+    """Both precisions swap a module into the shim to predict: threads sharing one
+    pipeline never see each other's swap."""
     from concurrent.futures import ThreadPoolExecutor
 
     import numpy
 
-    nlp = _trf_nlp(tiny_bert, "bfloat16")
+    nlp = _trf_nlp(tiny_bert, precision)
     texts = [f"Gene {i} binds protein {i + 1} in cell line {i} ." for i in range(16)]
     serial = [_vectors(nlp, t) for t in texts]
     with ThreadPoolExecutor(4) as pool:

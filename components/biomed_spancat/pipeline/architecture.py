@@ -105,7 +105,7 @@ def _precision_forward(
         # the update that follows may change the weights in place: drop the copy
         shim.__dict__.pop(_BF16_COPY, None)
     if not is_train and shim is not None and _on_cpu(shim._model):
-        with _BF16_LOCK, torch.inference_mode():
+        with _SWAP_LOCK, torch.inference_mode():
             original = shim._model
             shim._model = LengthBuckets(_bfloat16_copy(shim) if bfloat16 else original)
             try:
@@ -201,9 +201,10 @@ def _per_position(value: Any, rows: int, width: int) -> bool:
 # float32 weights at every call and keeps LayerNorm, softmax and the residual adds in
 # float32. Training keeps float32 weights under autocast. The copy is made at the first
 # prediction after the weights change; the lock keeps threads that share a pipeline
-# from seeing each other's swap of the shim's model.
+# from seeing each other's swap of the shim's model (in float32 prediction too, which
+# swaps in the LengthBuckets wrapper).
 _BF16_COPY = "_biomed_bfloat16_copy"
-_BF16_LOCK = threading.RLock()
+_SWAP_LOCK = threading.RLock()
 
 
 def _on_cpu(module: torch.nn.Module) -> bool:
@@ -242,7 +243,8 @@ def _outputs_to_float32(output: FullTransformerBatch, is_train: bool) -> FullTra
 
 def _with_precision(model: Model, bfloat16: bool) -> Model:
     """Wrap the transformer's forward pass for bfloat16 on the CPU when `bfloat16`,
-    and in `torch.inference_mode` whenever it predicts.
+    in `torch.inference_mode` whenever it predicts, and in CPU prediction run the
+    batch's windows in groups of similar length (`LengthBuckets`).
 
     In training, autocast runs the matmuls in bfloat16 while the weights, their
     gradients and the optimizer stay float32, and LayerNorm, so the last hidden
