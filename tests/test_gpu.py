@@ -508,6 +508,10 @@ def test_weasel_gpu_id_0_trains_with_the_gpu_config(system, monkeypatch, tmp_pat
     assert args[args.index("--gpu-id") + 1] == "0"
     # training/config.cfg is written by fit-suggester; the base config stands in for it.
     args[0], args[1] = str(BASE_CFG), str(tmp_path / "training")
+    for key in ("--paths.train", "--paths.dev"):  # convert's outputs, which this test does not make
+        data = tmp_path / f"{key.rsplit('.', 1)[1]}.spacy"
+        data.write_bytes(b"")
+        args[args.index(key) + 1] = str(data)
     seen = {}
     def fake_init(config, use_gpu):
         seen.update(config=config, gpu=use_gpu)
