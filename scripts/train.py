@@ -49,13 +49,15 @@ def main(
         # Before any work: a GPU that cannot be used stops the run here.
         preflight(gpu_id, allocator)
         notes = check_config_for_device(config, gpu_id)
-        for key in ("paths.train", "paths.dev"):  # whole, as convert published them
-            if overrides.get(key):
-                verify_input(Path(str(overrides[key])))
+        missing = []
+        for key in ("train", "dev"):
+            value = config.get("paths", {}).get(key)
+            if overrides.get(f"paths.{key}"):  # whole, as convert published them
+                verify_input(Path(str(value)))
+            if value and not Path(str(value)).exists():
+                missing.append(f"paths.{key} = {value}")
     except (GpuUnavailable, GpuConfigError, OutputsError) as err:
         msg.fail(str(err), exits=1)
-    paths = config.get("paths", {})
-    missing = [f"paths.{key} = {paths[key]}" for key in ("train", "dev") if paths.get(key) and not Path(str(paths[key])).exists()]
     if missing:
         msg.fail(
             f"No such training data: {'; '.join(missing)}",
