@@ -1,4 +1,5 @@
 """The registered BiomedBERT architecture: lookup, windows, a real forward pass."""
+import numpy
 import pytest
 import spacy
 from spacy.tokens import Doc
@@ -108,7 +109,6 @@ def test_cpu_precision_auto_follows_the_hardware(monkeypatch, native, expected):
 def test_bfloat16_prediction_is_float32_out_and_close_to_float32(tiny_bert):
     """bfloat16 autocast changes the arithmetic, not the interface: every output tensor
     is float32 (numpy has no bfloat16) and the vectors stay close to float32's."""
-    import numpy
     import torch
 
     text = "BMP2 regulates limb patterning in the mouse embryo ."
@@ -136,13 +136,11 @@ _SPANCAT = {"spans_key": "sc", "model": {
 
 
 def _vectors(nlp, text):
-    import numpy
 
     return numpy.asarray(nlp(text)._.trf_data.model_output.last_hidden_state).ravel()
 
 
 def _cosine(x, y):
-    import numpy
 
     return float(x @ y / (numpy.linalg.norm(x) * numpy.linalg.norm(y)))
 
@@ -198,7 +196,6 @@ def test_prediction_from_threads_matches_one_thread(tiny_bert, precision):
     pipeline never see each other's swap."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import numpy
 
     nlp = _trf_nlp(tiny_bert, precision)
     texts = [f"Gene {i} binds protein {i + 1} in cell line {i} ." for i in range(16)]
@@ -235,6 +232,76 @@ def test_bfloat16_training_updates_float32_weights(tiny_bert, precision):
     assert losses["spancat"] > 0 and losses["transformer"] > 0  # gradients reached the transformer
     assert all(v.dtype == torch.float32 for v in after.values() if v.is_floating_point())
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def _trained_with_averages(tiny_bert, steps=3):
+    """A transformer + spancat pipeline after a few updates by an optimizer that keeps averages."""
+    from spacy.training import Example
+    from thinc.api import Adam
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "transformer",
+        config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "cpu_precision": "float32"}},
+    )
+    nlp.add_pipe("spancat", config=_SPANCAT)
+    ref = nlp.make_doc("BMP2 regulates limb patterning in the mouse embryo .")
+    ref.spans["sc"] = [ref.char_span(0, 4, label="PR"), ref.char_span(15, 19, label="UBERON")]
+    examples = [Example(nlp.make_doc(ref.text), ref)]
+    nlp.initialize(lambda: examples)
+    optimizer = Adam(1e-3, use_averages=True)
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer)
+    return nlp, optimizer
+
+
+def _torch_weights(nlp):
+    return {k: v.detach().clone() for k, v in nlp.get_pipe("transformer").model.transformer.state_dict().items()}
+
+
+def test_use_params_applies_the_optimizers_transformer_averages(tiny_bert):
+    """With `use_averages`, evaluation and model-best see the averaged transformer, not its last weights."""
+    import torch
+
+    nlp, optimizer = _trained_with_averages(tiny_bert)
+    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+    averages = {name: optimizer.averages[(shim.id, name)] for name, _ in shim._model.named_parameters()
+                if (shim.id, name) in optimizer.averages}
+    assert averages, "the optimizer kept no averages for the transformer"
+    last = _torch_weights(nlp)
+    assert any(not numpy.allclose(averages[k], last[k].numpy()) for k in averages)
+    with nlp.use_params(optimizer.averages):
+        inside = _torch_weights(nlp)
+    assert all(numpy.array_equal(inside[k].numpy(), averages[k]) for k in averages)
+    after = _torch_weights(nlp)
+    assert all(torch.equal(after[k], last[k]) for k in last)  # restored on leaving
+
+
+def test_spacy_transformers_own_shim_ignores_those_averages(tiny_bert):
+    """Why AveragingHFShim exists: spacy-transformers' HFShim looks for other keys. If this
+    fails, spacy-transformers reads the optimizer's keys itself and the subclass can go."""
+    import torch
+    from spacy_transformers.layers.hf_shim import HFShim
+
+    nlp, optimizer = _trained_with_averages(tiny_bert)
+    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+    last = _torch_weights(nlp)
+    with HFShim.use_params(shim, optimizer.averages):
+        inside = _torch_weights(nlp)
+    assert all(torch.equal(inside[k], last[k]) for k in last)
+
+
+def test_pipeline_saved_under_averages_loads_the_averaged_transformer(tiny_bert, tmp_path):
+    """spaCy's train saves model-best inside `nlp.use_params(optimizer.averages)`."""
+    nlp, optimizer = _trained_with_averages(tiny_bert)
+    text = "BMP2 regulates limb patterning in the mouse embryo ."
+    with nlp.use_params(optimizer.averages):
+        nlp.to_disk(tmp_path / "model")
+        expected = nlp(text)._.trf_data.model_output.last_hidden_state.copy()
+    last = nlp(text)._.trf_data.model_output.last_hidden_state
+    loaded = spacy.load(tmp_path / "model")(text)._.trf_data.model_output.last_hidden_state
+    assert not numpy.allclose(last, expected)
+    assert numpy.allclose(loaded, expected, atol=1e-5)
 
 
 def _trf_with_attention_dropout(tiny_bert, attention_dropout):
@@ -354,7 +421,6 @@ def test_pipeline_predicts_short_and_long_docs_in_separate_calls(tiny_bert, prec
     """In nlp.pipe a batch of one long and several short docs is not padded to the
     long one: the transformer sees the short windows cut to their own length, and
     each doc gets the vectors it gets alone."""
-    import numpy
 
     nlp = _trf_nlp(tiny_bert, precision)
     model = nlp.get_pipe("transformer").model

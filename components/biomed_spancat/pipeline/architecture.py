@@ -3,6 +3,7 @@
 Shipped inside the packaged pipeline (`spacy package --code`), so this module
 imports nothing from the project: only spaCy, thinc and spacy-transformers.
 """
+import contextlib
 import copy
 import multiprocessing
 import os
@@ -18,9 +19,10 @@ from spacy.tokens import Doc, Span
 from spacy.util import registry
 from spacy_transformers.data_classes import FullTransformerBatch
 from spacy_transformers.layers import TransformerModel
-from thinc.api import Model
+from spacy_transformers.layers.hf_shim import HFShim
+from thinc.api import Model, xp2torch
 
-__all__ = ["BIOMEDBERT", "CPU_PRECISIONS", "CPU_PRECISION_KEY", "WORKER_THREADS_ENV", "configure_worker_threads", "create_biomed_bert", "get_strided_windows", "resolve_cpu_precision", "worker_threads"]
+__all__ = ["AveragingHFShim", "BIOMEDBERT", "CPU_PRECISIONS", "CPU_PRECISION_KEY", "WORKER_THREADS_ENV", "configure_worker_threads", "create_biomed_bert", "get_strided_windows", "resolve_cpu_precision", "worker_threads"]
 
 SpanGetter = Callable[[Iterable[Doc]], List[List[Span]]]
 
@@ -258,6 +260,37 @@ def _with_precision(model: Model, bfloat16: bool) -> Model:
     return model
 
 
+# --------------------------------------------------------------------------- parameter averages
+class AveragingHFShim(HFShim):
+    """spacy-transformers' HFShim whose `use_params` also applies the averages that
+    thinc's optimizer keeps for the transformer (`[training.optimizer] use_averages`).
+
+    thinc's PyTorchShim hands each weight to the optimizer under the key
+    (shim id, parameter name), but HFShim's `use_params` only looks for string keys
+    "pytorch_{id}_{name}", so it never finds them: spaCy evaluated and saved the
+    averaged spancat weights over the transformer's last, unaveraged ones. Here the
+    optimizer's own keys are read; the model's weights are restored on leaving.
+    """
+
+    @contextlib.contextmanager
+    def use_params(self, params: Dict[Any, Any]):
+        state = {
+            name: xp2torch(params[(self.id, name)], device=self.device)
+            for name, _ in self._model.named_parameters()
+            if (self.id, name) in params
+        }
+        if not state:
+            with super().use_params(params):
+                yield
+            return
+        backup = {key: value.clone() for key, value in self._model.state_dict().items()}
+        self._model.load_state_dict(state, strict=False)
+        try:
+            yield
+        finally:
+            self._model.load_state_dict(backup)
+
+
 # --------------------------------------------------------------------------- worker processes
 # `nlp.pipe(texts, n_process=N)` runs the pipeline in N child processes. torch's CPU
 # thread pool (GNU OpenMP in the Linux wheels) cannot run in a child forked after the
@@ -406,4 +439,6 @@ def create_biomed_bert(
         # a fresh dict: spacy-transformers writes into it, and a shared default would leak
         grad_scaler_config=dict(grad_scaler_config or {}),
     )
+    # same shim and state, with a use_params that finds the optimizer's averages
+    model.layers[0].shims[0].__class__ = AveragingHFShim
     return _with_precision(model, bfloat16=precision == "bfloat16")
