@@ -135,13 +135,20 @@ _SPANCAT = {"spans_key": "sc", "model": {
 }}
 
 
-def _vectors(nlp, text):
+def _examples(nlp):
+    """One annotated sentence for the training tests."""
+    from spacy.training import Example
 
+    ref = nlp.make_doc("BMP2 regulates limb patterning in the mouse embryo .")
+    ref.spans["sc"] = [ref.char_span(0, 4, label="PR"), ref.char_span(15, 19, label="UBERON")]
+    return [Example(nlp.make_doc(ref.text), ref)]
+
+
+def _vectors(nlp, text):
     return numpy.asarray(nlp(text)._.trf_data.model_output.last_hidden_state).ravel()
 
 
 def _cosine(x, y):
-
     return float(x @ y / (numpy.linalg.norm(x) * numpy.linalg.norm(y)))
 
 
@@ -196,7 +203,6 @@ def test_prediction_from_threads_matches_one_thread(tiny_bert, precision):
     pipeline never see each other's swap."""
     from concurrent.futures import ThreadPoolExecutor
 
-
     nlp = _trf_nlp(tiny_bert, precision)
     texts = [f"Gene {i} binds protein {i + 1} in cell line {i} ." for i in range(16)]
     serial = [_vectors(nlp, t) for t in texts]
@@ -210,7 +216,6 @@ def test_prediction_from_threads_matches_one_thread(tiny_bert, precision):
 def test_bfloat16_training_updates_float32_weights(tiny_bert, precision):
     """A training step under CPU autocast: gradients flow, the weights stay float32."""
     import torch
-    from spacy.training import Example
 
     nlp = spacy.blank("en")
     nlp.add_pipe(
@@ -218,10 +223,7 @@ def test_bfloat16_training_updates_float32_weights(tiny_bert, precision):
         config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "cpu_precision": precision}},
     )
     nlp.add_pipe("spancat", config=_SPANCAT)
-    doc = nlp.make_doc("BMP2 regulates limb patterning in the mouse embryo .")
-    ref = nlp.make_doc(doc.text)
-    ref.spans["sc"] = [ref.char_span(0, 4, label="PR"), ref.char_span(15, 19, label="UBERON")]
-    examples = [Example(doc, ref)]
+    examples = _examples(nlp)
     optimizer = nlp.initialize(lambda: examples)
     hf = nlp.get_pipe("transformer").model.transformer
     before = {k: v.detach().clone() for k, v in hf.state_dict().items()}
@@ -236,7 +238,6 @@ def test_bfloat16_training_updates_float32_weights(tiny_bert, precision):
 
 def _trained_with_averages(tiny_bert, steps=3):
     """A transformer + spancat pipeline after a few updates by an optimizer that keeps averages."""
-    from spacy.training import Example
     from thinc.api import Adam
 
     nlp = spacy.blank("en")
@@ -245,9 +246,7 @@ def _trained_with_averages(tiny_bert, steps=3):
         config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "cpu_precision": "float32"}},
     )
     nlp.add_pipe("spancat", config=_SPANCAT)
-    ref = nlp.make_doc("BMP2 regulates limb patterning in the mouse embryo .")
-    ref.spans["sc"] = [ref.char_span(0, 4, label="PR"), ref.char_span(15, 19, label="UBERON")]
-    examples = [Example(nlp.make_doc(ref.text), ref)]
+    examples = _examples(nlp)
     nlp.initialize(lambda: examples)
     optimizer = Adam(1e-3, use_averages=True)
     for _ in range(steps):
