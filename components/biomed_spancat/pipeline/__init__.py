@@ -1,7 +1,8 @@
 """The registered code that ships inside the packaged pipeline (`package`
 copies these files into the wheel, see `publish.packaging.SHIPPED_MODULES`):
 `architecture` (biomed.BiomedBERT.v1), `span_reducer` (biomed.mean_max_reducer.v1),
-`span_scorer` (biomed.LinearLogistic.v1), `suggester` (biomed.span_suggester.v1),
+`span_scorer` (biomed.LinearLogistic.v1),
+`token_features` (biomed.TransformerWithFeatures.v1), `suggester` (biomed.span_suggester.v1),
 `tokenizer` (biomed.Tokenizer.v1), `sentences` (doc.sents), `display`
 (doc.ents from spans, displaCy colours). Each module stands alone: it imports
 nothing from the project, only spaCy, thinc, spacy-transformers and torch.
