@@ -49,7 +49,4 @@ def build_transformer_with_features(
     if width == 0:
         return tok2vec
     features = MultiHashEmbed(width=width, attrs=list(attrs), rows=list(rows), include_static_vectors=False)
-    model = concatenate(tok2vec, features)
-    if tok2vec.has_dim("nO") and tok2vec.get_dim("nO"):
-        model.set_dim("nO", tok2vec.get_dim("nO") + width)
-    return model
+    return concatenate(tok2vec, features)
