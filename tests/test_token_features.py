@@ -43,6 +43,11 @@ def _token_vectors(nlp, text):
     return nlp.get_pipe("spancat").model.get_ref("tok2vec").predict([doc])[0]
 
 
+def _tables(nlp):
+    """The features' hash tables inside spancat's model."""
+    return [n for n in nlp.get_pipe("spancat").model.walk() if n.name == "hashembed"]
+
+
 def test_vectors_are_the_transformers_then_the_features(tiny_bert):
     nlp = _trained(tiny_bert, width=8)
     upper, lower = _token_vectors(nlp, "SHH is expressed ."), _token_vectors(nlp, "shh is expressed .")
@@ -56,12 +61,12 @@ def test_vectors_are_the_transformers_then_the_features(tiny_bert):
 def test_width_zero_is_the_listener_alone(tiny_bert):
     nlp = _trained(tiny_bert, width=0)
     assert _token_vectors(nlp, "Shh is expressed .").shape == (4, 32)
-    assert not [n for n in nlp.get_pipe("spancat").model.walk() if n.name == "hashembed"]
+    assert not _tables(nlp)
 
 
 def test_training_updates_the_feature_tables(tiny_bert):
     nlp = _trained(tiny_bert, width=8, steps=0)
-    tables = [n for n in nlp.get_pipe("spancat").model.walk() if n.name == "hashembed"]
+    tables = _tables(nlp)
     assert len(tables) == len(ATTRS)
     before = [t.get_param("E").copy() for t in tables]
     ref = nlp.make_doc("Shh regulates limb patterning .")
