@@ -116,6 +116,17 @@ def project_root() -> Path:
     return ROOT
 
 
+def transformer_nlp(bert: Path, **model):
+    """A blank English pipeline whose one component is the transformer
+    (biomed.BiomedBERT.v1 over the local BERT `bert`; `model` adds or overrides
+    its settings), not initialised: tests add what they need after it."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(bert), **model}})
+    return nlp
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU with cupy (skipped with 'no GPU' otherwise)")
     config.addinivalue_line("markers", "slow: builds venvs or trains; still part of the default run")

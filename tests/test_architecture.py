@@ -6,6 +6,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 
 from biomed_spancat.pipeline.architecture import BIOMEDBERT, configure_strided_windows, get_strided_windows
+from conftest import transformer_nlp
 
 
 def make_doc(n):
@@ -46,11 +47,7 @@ def test_bad_window_settings_say_why(window, stride, message):
 
 def test_long_doc_gets_vectors_for_every_token(tiny_bert):
     """A paragraph longer than the window (and than 512 wordpieces) is not cut."""
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "window": 32, "stride": 24}},
-    )
+    nlp = transformer_nlp(tiny_bert, window=32, stride=24)
     nlp.initialize()
     text = " ".join(["BMP2 regulates limb patterning in the mouse embryo ."] * 80)  # 720 tokens
     doc = nlp(text)
@@ -77,11 +74,7 @@ def test_uncased_tokenizer(tiny_bert):
 
 
 def _trf_nlp(tiny_bert, precision):
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "cpu_precision": precision}},
-    )
+    nlp = transformer_nlp(tiny_bert, cpu_precision=precision)
     nlp.initialize()
     return nlp
 
@@ -217,11 +210,7 @@ def test_bfloat16_training_updates_float32_weights(tiny_bert, precision):
     """A training step under CPU autocast: gradients flow, the weights stay float32."""
     import torch
 
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "cpu_precision": precision}},
-    )
+    nlp = transformer_nlp(tiny_bert, cpu_precision=precision)
     nlp.add_pipe("spancat", config=_SPANCAT)
     examples = _examples(nlp)
     optimizer = nlp.initialize(lambda: examples)
@@ -240,11 +229,7 @@ def _trained_with_averages(tiny_bert, steps=3):
     """A transformer + spancat pipeline after a few updates by an optimizer that keeps averages."""
     from thinc.api import Adam
 
-    nlp = spacy.blank("en")
-    nlp.add_pipe(
-        "transformer",
-        config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "cpu_precision": "float32"}},
-    )
+    nlp = transformer_nlp(tiny_bert, cpu_precision="float32")
     nlp.add_pipe("spancat", config=_SPANCAT)
     examples = _examples(nlp)
     nlp.initialize(lambda: examples)
@@ -304,11 +289,8 @@ def test_pipeline_saved_under_averages_loads_the_averaged_transformer(tiny_bert,
 
 
 def _trf_with_attention_dropout(tiny_bert, attention_dropout):
-    nlp = spacy.blank("en")
-    model = {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert), "cpu_precision": "float32"}
-    if attention_dropout is not None:
-        model["attention_dropout"] = attention_dropout
-    nlp.add_pipe("transformer", config={"model": model})
+    settings = {} if attention_dropout is None else {"attention_dropout": attention_dropout}
+    nlp = transformer_nlp(tiny_bert, cpu_precision="float32", **settings)
     nlp.initialize()
     return nlp
 

@@ -6,6 +6,8 @@ from spacy.training import Example
 from spacy.util import registry
 from thinc.api import Adam
 
+from conftest import transformer_nlp
+
 ATTRS = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
 ROWS = [500, 100, 250, 250]
 LISTENER = {"@architectures": "spacy-transformers.TransformerListener.v1", "grad_factor": 1.0,
@@ -23,9 +25,7 @@ def _spancat(width):
 
 
 def _trained(tiny_bert, width, steps=3):
-    nlp = spacy.blank("en")
-    nlp.add_pipe("transformer", config={"model": {"@architectures": "biomed.BiomedBERT.v1", "name": str(tiny_bert),
-                                                  "cpu_precision": "float32"}})
+    nlp = transformer_nlp(tiny_bert, cpu_precision="float32")
     nlp.add_pipe("spancat", config=_spancat(width))
     ref = nlp.make_doc("Shh regulates limb patterning in the mouse embryo .")
     ref.spans["sc"] = [ref.char_span(0, 3, label="PR"), ref.char_span(14, 18, label="UBERON")]
