@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# The Hub tests' shared fixtures (a real tiny wheel, its metrics, the local Hub), for
+# test_hub_card.py and test_hub_push.py
+pytest_plugins = ["hub_fixtures"]
+
 # No __pycache__ in components/: project.yml hashes its folders as deps (scripts/__init__.py does the same)
 sys.dont_write_bytecode = True
 
