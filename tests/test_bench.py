@@ -2,6 +2,7 @@
 and a tiny BERT, every peer included; the JSON schema, the Markdown tables, the
 FLOP count and the peak, target checks and bad input.
 No timed assertions: only that figures exist, are positive and are consistent."""
+import copy
 import json
 import subprocess
 import sys
@@ -162,6 +163,21 @@ def test_quick_limit(quick_run, bench_inputs, tiny_bert):
     assert FLOPS_FORMULA in md and peak["derivation"] in md
     assert f"torch.matmul of {lim['matmul']['n']} x {lim['matmul']['n']} matrices" in md
     assert f"Best peer: **{inf['best_peer']}**; ours / best peer **{inf['ratio_vs_best_peer']:.2f}x**" in md
+    beats = bool(peak["peak_flops"]) and lim["matmul"]["bfloat16_flops"] > peak["peak_flops"]
+    assert ("It beats the derived peak" in md) == beats
+
+
+def test_limit_says_when_the_measured_matmul_beats_the_derived_peak(quick_run):
+    """A clock read below the one the cores run at makes the derived peak too low: the page says
+    so, and only then."""
+    result = copy.deepcopy(quick_run["result"])
+    lim = result["inference"]["standin"]["limit"]
+    lim["peak"] = {**lim["peak"], "peak_flops": 1e11, "ghz": 2.6, "derivation": "a test peak"}
+    lim["matmul"]["bfloat16_flops"] = 2e11
+    said = "It beats the derived peak: the cores ran faster than the clock read (2.60 GHz)"
+    assert said in render_markdown(result)
+    lim["matmul"]["bfloat16_flops"] = 5e10
+    assert "It beats the derived peak" not in render_markdown(result)
 
 
 @pytest.mark.parametrize(
@@ -199,7 +215,10 @@ def test_window_lengths_strided(tiny_bert):
     [
         ({"flags": ["avx512f", "avx512_bf16", "amx_bf16"], "vendor": "GenuineIntel", "mhz": 2000.0}, 4, 4 * 2.0e9 * 1024, "AMX-BF16"),
         ({"flags": ["avx512f", "avx512_bf16"], "vendor": "GenuineIntel", "mhz": 3000.0}, 1, 3.0e9 * 128, "AVX512-BF16"),
-        ({"flags": ["avx512f", "avx512_bf16"], "vendor": "AuthenticAMD", "mhz": 2600.0}, 2, 2 * 2.6e9 * 64, "AVX512-BF16"),
+        ({"flags": ["avx512f", "avx512_bf16"], "vendor": "AuthenticAMD", "family": 25, "mhz": 2600.0}, 2, 2 * 2.6e9 * 64,
+         "AVX512-BF16"),  # Zen 4: a 512-bit op takes both 256-bit pipes
+        ({"flags": ["avx512f", "avx512_bf16"], "vendor": "AuthenticAMD", "family": 26, "mhz": 2600.0}, 2, 2 * 2.6e9 * 128,
+         "AVX512-BF16"),  # Zen 5: two 512-bit pipes
     ],
 )
 def test_cpu_bf16_peak_derivation(facts, threads, peak, unit):

@@ -36,6 +36,7 @@ FLOPS_FORMULA = "layers x (L x (8 h^2 + 4 h i) + 4 L^2 h) per window of L wordpi
 # FLOPs per cycle per core of one instruction stream, by the bfloat16 unit
 AMX_BF16_FLOPS_PER_CYCLE = 1024  # TDPBF16PS: 16x32 by 32x16 bf16 tile (16,384 FLOPs) per 16 cycles
 VDPBF16PS_FLOPS = 64  # one 512-bit VDPBF16PS: 16 fp32 lanes x 2 bf16 products x 2 (multiply + add)
+ZEN5_FAMILY = 26  # AMD cpu family 1Ah: full-width 512-bit FP pipes, two VDPBF16PS per cycle
 
 
 def window_flops(layers: int, hidden: int, intermediate: int, length: int) -> int:
@@ -89,7 +90,7 @@ def forward_flops(lengths: Sequence[int], shape: Dict[str, int]) -> int:
 
 def _cpu_facts() -> Dict[str, Any]:
     flags: List[str] = []
-    vendor, mhz = "", 0.0
+    vendor, mhz, family = "", 0.0, 0
     try:
         with open("/proc/cpuinfo", encoding="utf8") as f:
             for line in f:
@@ -101,6 +102,8 @@ def _cpu_facts() -> Dict[str, Any]:
                     vendor = value.strip()
                 elif key == "cpu MHz" and not mhz:
                     mhz = float(value)
+                elif key == "cpu family" and not family:
+                    family = int(value)
     except OSError:
         pass
     source = "current cpu MHz in /proc/cpuinfo"
@@ -111,19 +114,21 @@ def _cpu_facts() -> Dict[str, Any]:
                 mhz, source = float(line.split(":", 1)[1]), "lscpu CPU max MHz"
     except (OSError, subprocess.SubprocessError, ValueError):
         pass
-    return {"flags": flags, "vendor": vendor, "mhz": mhz, "mhz_source": source}
+    return {"flags": flags, "vendor": vendor, "family": family, "mhz": mhz, "mhz_source": source}
 
 
 def cpu_bf16_peak(threads: int, facts: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The bfloat16 matmul peak the CPU's units allow for `threads` cores:
     cores x GHz x FLOPs/cycle. AMX-BF16 (flag amx_bf16): 1024 FLOPs/cycle/core;
     AVX512-BF16 (avx512_bf16): 64 FLOPs per VDPBF16PS x 512-bit issues per
-    cycle (2 on Intel's two-FMA-port server cores, 1 on AMD, whose 512-bit ops
-    use both 256-bit pipes); without either, no bfloat16 unit: None.
+    cycle (2 on Intel's two-FMA-port server cores and on AMD Zen 5, cpu family
+    26 and later, whose FP pipes are 512 bits wide; 1 on Zen 4, family 25,
+    which runs a 512-bit op over both its 256-bit pipes); without either, no
+    bfloat16 unit: None.
 
     threads (int): Cores the bench runs on (torch's thread count).
-    facts (Optional[Dict[str, Any]]): flags, vendor, mhz, mhz_source (read from
-        /proc/cpuinfo and lscpu when not given).
+    facts (Optional[Dict[str, Any]]): flags, vendor, family (cpu family; 0 if
+        unknown), mhz, mhz_source (read from /proc/cpuinfo and lscpu when not given).
     RETURNS (Dict[str, Any]): unit, cores, ghz, flops_per_cycle, peak_flops (or None), derivation.
     """
     facts = facts or _cpu_facts()
@@ -131,9 +136,11 @@ def cpu_bf16_peak(threads: int, facts: Optional[Dict[str, Any]] = None) -> Dict[
     if "amx_bf16" in flags:
         unit, per_cycle, why = "AMX-BF16", AMX_BF16_FLOPS_PER_CYCLE, "TDPBF16PS, 16,384 FLOPs per 16 cycles"
     elif "avx512_bf16" in flags:
-        ports = 1 if facts["vendor"] == "AuthenticAMD" else 2
+        amd, family = facts["vendor"] == "AuthenticAMD", facts.get("family", 0)
+        ports = 1 if amd and family < ZEN5_FAMILY else 2
         unit, per_cycle = "AVX512-BF16", VDPBF16PS_FLOPS * ports
-        why = f"VDPBF16PS, {VDPBF16PS_FLOPS} FLOPs per 512-bit instruction x {ports} per cycle ({facts['vendor'] or 'unknown vendor'})"
+        cpu = f"{facts['vendor'] or 'unknown vendor'}" + (f", cpu family {family}" if amd else "")
+        why = f"VDPBF16PS, {VDPBF16PS_FLOPS} FLOPs per 512-bit instruction x {ports} per cycle ({cpu})"
     else:
         return {"unit": None, "cores": threads, "ghz": ghz, "flops_per_cycle": None, "peak_flops": None,
                 "derivation": "no bfloat16 unit in the CPU flags (neither amx_bf16 nor avx512_bf16): no bfloat16 peak"}
