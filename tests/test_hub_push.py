@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -39,10 +39,12 @@ def _tree_hash(folder: Path) -> Dict[str, str]:
 # --- push against the local Hub -----------------------------------------------------------------------
 
 
-def push(folder: Path, env: Dict[str, str], namespace="alice", repo="en_biomed_spancat", *extra: str):
+def push(folder: Path, env: Dict[str, str], namespace="alice", repo="en_biomed_spancat", *extra: str,
+         hang_guard: Optional[float] = None):
+    """Run scripts/push.py as a user would; `hang_guard` seconds stop the test, not the push, if it hangs."""
     cmd = [PY, "-m", "scripts.push", str(folder), "--namespace", namespace, "--repo", repo,
            "--message", "Upload en_biomed_spancat", *extra]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=hang_guard)
 
 
 def _assert_no_token_anywhere(result, fake_hub, *dirs: Path, tokens=(TOKEN, TOKEN_ORG, TOKEN_READ), skip=()):
@@ -190,9 +192,8 @@ def test_a_hub_that_accepts_the_commit_and_never_answers(staged, fake_hub, hub_e
     """The repo this push created is deleted: nothing is left, and the message says so."""
     fake_hub.hang = {"commit"}
     hub_env["HF_TOKEN"] = TOKEN
-    r = subprocess.run([PY, "-m", "scripts.push", str(staged), "--namespace", "alice", "--repo",
-                        "en_biomed_spancat", "--timeout", "2"], cwd=ROOT, env=hub_env, capture_output=True,
-                       text=True, timeout=120)  # a hang guard: push must end by itself
+    # the hang guard only stops the test: push must end by itself, on its own --timeout
+    r = push(staged, hub_env, "alice", "en_biomed_spancat", "--timeout", "2", hang_guard=120)
     out = _out(r)
     assert r.returncode == 1
     assert (f"the Hub at {fake_hub.url} did not answer within 2 s while uploading to alice/en_biomed_spancat "
@@ -207,9 +208,7 @@ def test_a_hub_that_accepts_the_commit_and_never_answers(staged, fake_hub, hub_e
 def test_a_hang_that_also_blocks_the_clean_up_says_what_is_left(staged, fake_hub, hub_env):
     fake_hub.hang = {"commit", "delete_repo"}
     hub_env["HF_TOKEN"] = TOKEN
-    r = subprocess.run([PY, "-m", "scripts.push", str(staged), "--namespace", "alice", "--repo",
-                        "en_biomed_spancat", "--timeout", "2"], cwd=ROOT, env=hub_env, capture_output=True,
-                       text=True, timeout=120)
+    r = push(staged, hub_env, "alice", "en_biomed_spancat", "--timeout", "2", hang_guard=120)
     out = _out(r)
     assert r.returncode == 1
     assert ("Left behind: the repo alice/en_biomed_spancat, created by this push (with the visibility asked "
@@ -223,9 +222,7 @@ def test_a_hang_on_an_existing_repo_says_to_check_its_commits(staged, tiny_wheel
     repo = _own_repo(fake_hub, tiny_wheel, private=True)
     fake_hub.hang = {"commit"}
     hub_env["HF_TOKEN"] = TOKEN
-    r = subprocess.run([PY, "-m", "scripts.push", str(staged), "--namespace", "alice", "--repo",
-                        "en_biomed_spancat", "--timeout", "2"], cwd=ROOT, env=hub_env, capture_output=True,
-                       text=True, timeout=120)
+    r = push(staged, hub_env, "alice", "en_biomed_spancat", "--timeout", "2", hang_guard=120)
     out = _out(r)
     assert r.returncode == 1
     assert ("Left behind: alice/en_biomed_spancat existed before this push; the commit may or may not have been "
