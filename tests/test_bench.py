@@ -171,12 +171,15 @@ def test_limit_says_when_the_measured_matmul_beats_the_derived_peak(quick_run):
     """A clock read below the one the cores run at makes the derived peak too low: the page says
     so, and only then."""
     result = copy.deepcopy(quick_run["result"])
-    lim = result["inference"]["standin"]["limit"]
-    lim["peak"] = {**lim["peak"], "peak_flops": 1e11, "ghz": 2.6, "derivation": "a test peak"}
-    lim["matmul"]["bfloat16_flops"] = 2e11
+    limits = [entry["limit"] for entry in result["inference"].values() if entry.get("limit")]
+    assert limits
+    for lim in limits:  # every backbone's section: each has its own sentence
+        lim["peak"] = {**lim["peak"], "peak_flops": 1e11, "ghz": 2.6, "derivation": "a test peak"}
+        lim["matmul"]["bfloat16_flops"] = 2e11
     said = "It beats the derived peak: the cores ran faster than the clock read (2.60 GHz)"
-    assert said in render_markdown(result)
-    lim["matmul"]["bfloat16_flops"] = 5e10
+    assert render_markdown(result).count(said) == len(limits)
+    for lim in limits:
+        lim["matmul"]["bfloat16_flops"] = 5e10
     assert "It beats the derived peak" not in render_markdown(result)
 
 
