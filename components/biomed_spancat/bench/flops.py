@@ -139,7 +139,7 @@ def cpu_bf16_peak(threads: int, facts: Optional[Dict[str, Any]] = None) -> Dict[
         amd, family = facts["vendor"] == "AuthenticAMD", facts.get("family", 0)
         ports = 1 if amd and family < ZEN5_FAMILY else 2
         unit, per_cycle = "AVX512-BF16", VDPBF16PS_FLOPS * ports
-        cpu = f"{facts['vendor'] or 'unknown vendor'}" + (f", cpu family {family}" if amd else "")
+        cpu = (facts["vendor"] or "unknown vendor") + (f", cpu family {family}" if amd else "")
         why = f"VDPBF16PS, {VDPBF16PS_FLOPS} FLOPs per 512-bit instruction x {ports} per cycle ({cpu})"
     else:
         return {"unit": None, "cores": threads, "ghz": ghz, "flops_per_cycle": None, "peak_flops": None,
