@@ -16,6 +16,7 @@ from biomed_spancat.bench import (
     FLOPS_FORMULA,
     NOT_MEASURED_GPU,
     cpu_bf16_peak,
+    parse_cpuinfo,
     forward_flops,
     window_flops,
     window_lengths,
@@ -236,6 +237,38 @@ def test_cpu_bf16_peak_without_bf16_unit():
     out = cpu_bf16_peak(2, {"flags": ["avx2", "fma"], "vendor": "GenuineIntel", "mhz": 3000.0, "mhz_source": "test"})
     assert out["peak_flops"] is None and out["unit"] is None
     assert "no bfloat16 unit" in out["derivation"]
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+cpu MHz\t\t: 2600.000
+flags\t\t: fpu avx512f avx512_bf16
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+cpu MHz\t\t: 1200.000
+flags\t\t: fpu
+"""
+
+
+def test_parse_cpuinfo_takes_the_first_value_of_each():
+    assert parse_cpuinfo(CPUINFO) == {"flags": ["fpu", "avx512f", "avx512_bf16"], "vendor": "AuthenticAMD", "family": 26,
+                                      "mhz": 2600.0}
+
+
+def test_parse_cpuinfo_skips_values_that_do_not_parse():
+    odd = CPUINFO.replace("2600.000", "unknown").replace("cpu family\t: 26", "cpu family\t: n/a")
+    # the next processor's values serve instead; none at all reads as 0
+    assert parse_cpuinfo(odd)["mhz"] == 1200.0 and parse_cpuinfo(odd)["family"] == 6
+    assert parse_cpuinfo("cpu MHz : ?\ncpu family : -\n") == {"flags": [], "vendor": "", "family": 0, "mhz": 0}
+
+
+def test_cpu_bf16_peak_without_a_clock_gives_no_peak():
+    out = cpu_bf16_peak(2, {"flags": ["avx512_bf16"], "vendor": "GenuineIntel", "mhz": 0, "mhz_source": "test"})
+    assert out["unit"] == "AVX512-BF16" and out["peak_flops"] is None and out["ghz"] is None
+    assert out["derivation"].endswith("no clock speed to multiply by (no cpu MHz in /proc/cpuinfo, no CPU max MHz from lscpu): no bfloat16 peak")
 
 
 def test_quick_training(quick_run):

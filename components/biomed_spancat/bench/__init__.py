@@ -4,7 +4,7 @@ flops.py) and training.py; markdown.py renders BENCHMARKS.md from
 benchmarks.md.j2. Everything a caller needs is importable from here."""
 
 from .conversion import bench_conversion
-from .flops import FLOPS_FORMULA, cpu_bf16_peak, forward_flops, matmul_peak, window_flops, window_lengths
+from .flops import FLOPS_FORMULA, cpu_bf16_peak, forward_flops, matmul_peak, parse_cpuinfo, window_flops, window_lengths
 from .inference import OUR_SYSTEMS, bench_backbone, bench_inference, profile_components, profile_top
 from .markdown import render_markdown, write_markdown
 from .run import check_inputs, check_targets, run_bench
@@ -57,5 +57,6 @@ __all__ = [
     "window_lengths",
     "forward_flops",
     "cpu_bf16_peak",
+    "parse_cpuinfo",
     "matmul_peak",
 ]

@@ -19,7 +19,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 __all__ = [
     "window_flops",
@@ -28,6 +28,7 @@ __all__ = [
     "window_lengths",
     "forward_flops",
     "cpu_bf16_peak",
+    "parse_cpuinfo",
     "matmul_peak",
 ]
 
@@ -88,33 +89,48 @@ def forward_flops(lengths: Sequence[int], shape: Dict[str, int]) -> int:
     return sum(window_flops(shape["layers"], shape["hidden"], shape["intermediate"], n) for n in lengths)
 
 
+def parse_cpuinfo(text: str) -> Dict[str, Any]:
+    """flags, vendor, family (cpu family) and mhz from /proc/cpuinfo's text, each
+    from the first line that gives it; a value that does not parse counts as absent
+    (0), so an odd kernel or VM gives no peak rather than stopping the bench."""
+    facts: Dict[str, Any] = {"flags": [], "vendor": "", "family": 0, "mhz": 0.0}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "flags" and not facts["flags"]:
+            facts["flags"] = value.split()
+        elif key == "vendor_id" and not facts["vendor"]:
+            facts["vendor"] = value.strip()
+        elif key == "cpu MHz" and not facts["mhz"]:
+            facts["mhz"] = _number(value, float)
+        elif key == "cpu family" and not facts["family"]:
+            facts["family"] = _number(value, int)
+    return facts
+
+
+def _number(text: str, kind: Callable[[str], Any]) -> Any:
+    try:
+        return max(kind(text.strip()), 0)
+    except ValueError:
+        return 0
+
+
 def _cpu_facts() -> Dict[str, Any]:
-    flags: List[str] = []
-    vendor, mhz, family = "", 0.0, 0
     try:
         with open("/proc/cpuinfo", encoding="utf8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "flags" and not flags:
-                    flags = value.split()
-                elif key == "vendor_id" and not vendor:
-                    vendor = value.strip()
-                elif key == "cpu MHz" and not mhz:
-                    mhz = float(value)
-                elif key == "cpu family" and not family:
-                    family = int(value)
+            facts = parse_cpuinfo(f.read())
     except OSError:
-        pass
-    source = "current cpu MHz in /proc/cpuinfo"
+        facts = parse_cpuinfo("")
+    facts["mhz_source"] = "current cpu MHz in /proc/cpuinfo"
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         for line in out.splitlines():
-            if line.startswith("CPU max MHz:"):
-                mhz, source = float(line.split(":", 1)[1]), "lscpu CPU max MHz"
-    except (OSError, subprocess.SubprocessError, ValueError):
+            mhz = _number(line.split(":", 1)[1], float) if line.startswith("CPU max MHz:") else 0
+            if mhz:
+                facts["mhz"], facts["mhz_source"] = mhz, "lscpu CPU max MHz"
+    except (OSError, subprocess.SubprocessError):
         pass
-    return {"flags": flags, "vendor": vendor, "family": family, "mhz": mhz, "mhz_source": source}
+    return facts
 
 
 def cpu_bf16_peak(threads: int, facts: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -144,6 +160,10 @@ def cpu_bf16_peak(threads: int, facts: Optional[Dict[str, Any]] = None) -> Dict[
     else:
         return {"unit": None, "cores": threads, "ghz": ghz, "flops_per_cycle": None, "peak_flops": None,
                 "derivation": "no bfloat16 unit in the CPU flags (neither amx_bf16 nor avx512_bf16): no bfloat16 peak"}
+    if ghz <= 0:
+        return {"unit": unit, "cores": threads, "ghz": None, "flops_per_cycle": per_cycle, "peak_flops": None,
+                "derivation": f"{unit} ({why}), but no clock speed to multiply by (no cpu MHz in /proc/cpuinfo, "
+                              "no CPU max MHz from lscpu): no bfloat16 peak"}
     peak = threads * ghz * 1e9 * per_cycle
     return {
         "unit": unit,
