@@ -81,7 +81,6 @@ def test_prediction_has_no_backprop():
         backprop(numpy.ones((6, 16), dtype="float32"))
 
 
-
 def test_v2_in_float32_predicts_as_v1():
     _, v1, X = _pair(seed=2)
     _, v2, _ = _pair(seed=2, version="v2", cpu_precision="float32")
