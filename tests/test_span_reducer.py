@@ -135,8 +135,8 @@ def test_shipped_config_reducer_follows_the_transformers_precision(tiny_bert, tm
     config = spacy.util.load_config(ROOT / "configs" / "spancat.cfg", overrides={"paths.transformer": str(tiny_bert)})
     assert config["components"]["spancat"]["model"]["reducer"]["cpu_precision"] == "${components.transformer.model.cpu_precision}"
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=False)
-    doc = nlp.make_doc("Shh regulates limb patterning in the mouse embryo .")
-    examples = [Example.from_dict(nlp.make_doc(doc.text), {"spans": {"sc": [(0, 3, "PR"), (14, 18, "UBERON")]}})]
+    text = "Shh regulates limb patterning in the mouse embryo ."
+    examples = [Example.from_dict(nlp.make_doc(text), {"spans": {"sc": [(0, 3, "PR"), (14, 18, "UBERON")]}})]
     nlp.initialize(lambda: examples, sgd=Adam(1e-3))  # spaCy's train passes its optimizer the same way
     nlp.to_disk(tmp_path / "pipeline")
     for precision, expected in [("float32", [False]), ("bfloat16", [True])]:
