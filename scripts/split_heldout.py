@@ -1,7 +1,8 @@
 """Cut a held-out annotated export (e.g. CRAFT's test split) by document into
 unlabelled text for pre-annotation (text and meta only: spans, answers and
 tokens removed) and test data (converted to test.spacy) for the uptraining
-comparison."""
+comparison; more unlabelled text of the field (`--more-text`) joins the
+unlabelled half."""
 from pathlib import Path
 from typing import Optional
 
@@ -21,13 +22,17 @@ def main(
     format: Optional[str] = typer.Option(None, "--format", help="Force a reader format"),
     datasets: str = typer.Option("", "--datasets", help="Comma-separated datasets of a source holding several (craft_test)"),
     mirror: Optional[Path] = typer.Option(None, "--mirror", help="An offline copy of SOURCE, read instead when present"),
+    more_text: str = typer.Option(
+        "", "--more-text", help="Comma-separated sources of more unlabelled text (.txt files or folders, JSONL, any source convert reads)"
+    ),
 ):
     if mirror is not None and mirror.exists():
         source = str(mirror)
     names = [d.strip() for d in datasets.split(",") if d.strip()]
+    more = [m.strip() for m in more_text.split(",") if m.strip()]
     try:
         report = split_heldout(
-            source, output_dir, share=share, seed=seed, spans_key=spans_key, fmt=format, datasets=names
+            source, output_dir, share=share, seed=seed, spans_key=spans_key, fmt=format, datasets=names, more_text=more
         )
     except AssistError as err:
         msg.fail("split-heldout failed", str(err), exits=1)
@@ -36,6 +41,15 @@ def main(
         f"{source}: {docs['unlabelled']} documents ({tasks['unlabelled']} texts) -> {report['outputs']['unlabelled']}; "
         f"{docs['test']} documents ({tasks['test']} tasks, {report['test_convert']['kept']} kept) -> {report['outputs']['test']}"
     )
+    extra = report["more_text"]
+    if more:
+        msg.good(
+            f"more text: {extra['kept']} of {extra['read']} texts ({extra['words']} words) -> {report['outputs']['unlabelled']}"
+        )
+    if extra["in_test"]:
+        msg.warn(f"more text: {extra['in_test']} text(s) equal to test texts left out")
+    if extra["rejected"]:
+        msg.warn(f"more text: {extra['rejected']} record(s) rejected {extra['rejected_by_reason']}", "\n".join(extra["examples"]))
 
 
 if __name__ == "__main__":

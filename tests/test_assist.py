@@ -631,6 +631,84 @@ def test_split_heldout_needs_two_documents(tmp_path):
         split_heldout(str(one), tmp_path / "out", share=1.0)
 
 
+def _more_text(tmp_path: Path) -> List[str]:
+    """More unlabelled text: a folder of two .txt files (each document's first
+    paragraph among new text, a line that is not UTF-8) and a JSONL file (one
+    record without text)."""
+    more = tmp_path / "more"
+    more.mkdir()
+    lines = [NEW_TEXTS[0], ""] + [paras[0][0] for _, paras in DOCS]
+    (more / "a.txt").write_text("\n".join(lines) + "\n", encoding="utf8")
+    (more / "b.txt").write_bytes(b"\xff bad\n" + NEW_TEXTS[1].encode("utf8") + b"\n")
+    jsonl = write_jsonl(tmp_path / "extra.jsonl", [{"text": NEW_TEXTS[2], "meta": {"pmid": "1"}}, {"meta": {"pmid": "2"}}])
+    return [str(more), str(jsonl)]
+
+
+def test_split_heldout_appends_more_text_and_accounts_for_every_record(tmp_path):
+    from biomed_spancat.training.uptrain import split_heldout
+
+    sources = _more_text(tmp_path)
+    report = split_heldout(str(_export(tmp_path / "heldout.jsonl")), tmp_path / "out", share=0.5, seed=0, more_text=sources)
+    assert report["tasks"] == {"unlabelled": 4, "test": 4}  # the held-out split is unchanged
+    test_texts = {d.text for d in DocBin().from_disk(tmp_path / "out" / "test.spacy").get_docs(spacy.blank("en").vocab)}
+    more = report["more_text"]
+    # 5 + 2 + 2 records read: each document's first paragraph is kept when it is
+    # unlabelled text, left out when it is a test text (2 documents each way)
+    assert {k: more[k] for k in ("read", "kept", "in_test", "rejected", "rejected_by_reason")} == {
+        "read": 9, "kept": 5, "in_test": 2, "rejected": 2, "rejected_by_reason": {"bad_encoding": 1, "missing_text": 1},
+    }
+    assert more["sources"] == sources
+    assert more["words"] == sum(len(t.split()) for t in NEW_TEXTS[:3]) + sum(
+        len(paras[0][0].split()) for _, paras in DOCS if paras[0][0] not in test_texts
+    )
+    assert more["examples"][0] == f"{sources[0]}/b.txt:1: not valid UTF-8 (byte 0xff at offset 0)"
+    assert "extra.jsonl" in more["examples"][1] and "no 'text'" in more["examples"][1]
+    records = [json.loads(line) for line in (tmp_path / "out" / "unlabelled.jsonl").read_text().splitlines()]
+    added = records[4:]
+    assert [r["text"] for r in added] == [NEW_TEXTS[0]] + [
+        paras[0][0] for _, paras in DOCS if paras[0][0] not in test_texts
+    ] + [NEW_TEXTS[1], NEW_TEXTS[2]]
+    assert not test_texts & {r["text"] for r in records}
+    assert added[0]["meta"] == {"doc_id": "a", "file": f"{sources[0]}/a.txt", "line": 1}
+    assert added[-1]["meta"] == {"pmid": "1"} and all(set(r) == {"text", "meta"} for r in added)
+    assert json.loads((tmp_path / "out" / "heldout.json").read_text())["more_text"] == more
+
+
+def test_split_heldout_refuses_more_text_with_nothing_usable(tmp_path):
+    from biomed_spancat.training.uptrain import split_heldout
+
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\n")
+    with pytest.raises(AssistError, match=r"bad\.txt: no usable text \(1 record\(s\) read\): .*bad\.txt:1: not valid UTF-8"):
+        split_heldout(str(_export(tmp_path / "heldout.jsonl")), tmp_path / "out", more_text=[str(bad)])
+    with pytest.raises(AssistError, match=r"no such file"):
+        split_heldout(str(_export(tmp_path / "heldout.jsonl")), tmp_path / "out", more_text=[str(tmp_path / "absent.txt")])
+
+
+def test_split_heldout_script_says_what_the_more_text_gave(tmp_path):
+    from typer.testing import CliRunner
+    import typer
+
+    from scripts.split_heldout import main
+
+    app = typer.Typer()
+    app.command()(main)
+    sources = _more_text(tmp_path)
+    args = [str(_export(tmp_path / "heldout.jsonl")), str(tmp_path / "out"), "--more-text", ",".join(sources)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())  # wasabi wraps long lines
+    assert "more text: 5 of 9 texts" in out
+    assert "more text: 2 text(s) equal to test texts left out" in out
+    assert "more text: 2 record(s) rejected {'bad_encoding': 1, 'missing_text': 1}" in out
+    assert "b.txt:1: not valid UTF-8" in out
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\n")
+    result = CliRunner().invoke(app, args[:2] + ["--more-text", str(bad)])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1 and "split-heldout failed" in out and "no usable text" in out
+
+
 def test_merge_corpora_concatenates_and_names_missing_files(tmp_path):
     from biomed_spancat.training.uptrain import merge_corpora
 

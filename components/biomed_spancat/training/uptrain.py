@@ -32,7 +32,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from ..assist import AssistError, input_hash
+from ..assist import AssistError, input_hash, iter_records
 from ..util import load_pipeline, pct, read_docs, use_device, write_json
 
 __all__ = [
@@ -55,6 +55,8 @@ SPEED_TARGET = 5.0
 # spans (uptrain), the teacher's soft labels (distill.py; optional).
 STUDENT_ROLES = ("cpu_uptrained", "cpu_distilled")
 DOC_ID_KEYS = ("doc_id", "document_id", "doc_key", "doc")
+# Rejected records of the more unlabelled text quoted in the report
+MORE_TEXT_EXAMPLES = 5
 PathLike = Union[str, Path]
 
 
@@ -86,6 +88,7 @@ def split_heldout(
     spans_key: str = "sc",
     fmt: Optional[str] = None,
     datasets: Sequence[str] = (),
+    more_text: Sequence[str] = (),
 ) -> Dict[str, Any]:
     """Cut a held-out annotated export by document into unlabelled text and test data.
 
@@ -93,6 +96,12 @@ def split_heldout(
     ingestion's seeded document split, so paragraphs of one article never
     straddle the halves. Reads the source twice and holds only the
     per-document task counts.
+
+    More unlabelled text (`more_text`, e.g. abstracts of the same field) is
+    appended to unlabelled.jsonl after the held-out half: text and meta only,
+    tokenized by each pipeline that reads it. A text equal to one of the test
+    half's is left out and counted (`in_test`), as are records that cannot be
+    used (`rejected_by_reason`, with the first few `examples`).
 
     source (str): A held-out export (e.g. CRAFT's test split), any format `convert` reads.
     output_dir (PathLike): Gets unlabelled.jsonl (text + meta only), test.spacy
@@ -103,8 +112,12 @@ def split_heldout(
     fmt (Optional[str]): Force a reader format.
     datasets (Sequence[str]): The datasets to read from a source that holds
         several (CRAFT: `craft_test`); empty reads them all.
+    more_text (Sequence[str]): Sources of more unlabelled text: .txt files or
+        folders of them (one paragraph per line), JSONL with "text", any source
+        `convert` reads.
     RETURNS (Dict[str, Any]): The report (also written to heldout.json).
-    RAISES (AssistError): Fewer than two documents, a share outside (0, 1), an unreadable source.
+    RAISES (AssistError): Fewer than two documents, a share outside (0, 1), an
+        unreadable source, more text of which nothing can be used.
     """
     from ..ingest.convert import ConvertOptions, convert
     from ..ingest.split import split_documents
@@ -133,6 +146,7 @@ def split_heldout(
     for key in sizes:
         docs["unlabelled" if assignment.get(key) == "unlabelled" else "test"] += 1
     unlabelled_path = output_dir / "unlabelled.jsonl"
+    test_texts = set()
     with tempfile.TemporaryDirectory(prefix=".heldout-", dir=output_dir) as tmp:
         test_jsonl = Path(tmp) / "test.jsonl"
         tmp_unlabelled = Path(tmp) / "unlabelled.jsonl"
@@ -148,6 +162,9 @@ def split_heldout(
                 else:
                     tst.write(json.dumps(task.data, ensure_ascii=False) + "\n")
                     counts["test"] += 1
+                    if isinstance(task.data.get("text"), str):
+                        test_texts.add(input_hash(task.data["text"]))
+            more = _append_more_text(more_text, unl, test_texts)
         try:
             converted = convert([str(test_jsonl)], Path(tmp) / "test", ConvertOptions(eval_split=0.0, spans_key=spans_key))
         except IngestError as err:
@@ -162,6 +179,7 @@ def split_heldout(
         "documents": docs,
         "tasks": counts,
         "unreadable": unreadable,
+        "more_text": more,
         "test_convert": {
             "read": converted.get("read"),
             "kept": converted.get("kept"),
@@ -176,6 +194,34 @@ def split_heldout(
     }
     write_json(report, output_dir / "heldout.json")
     return report
+
+
+def _append_more_text(sources: Sequence[str], out: Any, test_texts: set) -> Dict[str, Any]:
+    """Write the usable records of `sources` to the open unlabelled JSONL `out`,
+    leaving out texts equal to a test text (input hashes in `test_texts`).
+    RETURNS the account: read = kept + in_test + rejected."""
+    account: Dict[str, Any] = {
+        "sources": list(sources), "read": 0, "kept": 0, "words": 0, "in_test": 0,
+        "rejected": 0, "rejected_by_reason": {}, "examples": [],
+    }
+    for record in iter_records(sources) if sources else ():
+        account["read"] += 1
+        if not record.ok:
+            account["rejected"] += 1
+            reasons = account["rejected_by_reason"]
+            reasons[record.reason] = reasons.get(record.reason, 0) + 1
+            if len(account["examples"]) < MORE_TEXT_EXAMPLES:
+                account["examples"].append(f"{record.origin}: {record.detail}")
+        elif input_hash(record.text) in test_texts:
+            account["in_test"] += 1
+        else:
+            out.write(json.dumps({"text": record.text, "meta": record.meta}, ensure_ascii=False) + "\n")
+            account["kept"] += 1
+            account["words"] += len(record.text.split())
+    if sources and not account["kept"]:
+        why = "; ".join(account["examples"]) or f"{account['in_test']} text(s), all equal to test texts"
+        raise AssistError(f"{', '.join(sources)}: no usable text ({account['read']} record(s) read): {why}")
+    return account
 
 
 def merge_corpora(inputs: Sequence[PathLike], output: PathLike) -> Dict[str, int]:
