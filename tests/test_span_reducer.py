@@ -77,7 +77,7 @@ def test_prediction_has_no_backprop():
     maxout = maxout_layers(ours)[0]
     pooled = ours.layers[0].predict(X)
     _, backprop = maxout._func(maxout, pooled, is_train=False)
-    with pytest.raises(ValueError, match="predicted without gradients"):
+    with pytest.raises(ValueError, match="predicts through torch has no gradients"):
         backprop(numpy.ones((6, 16), dtype="float32"))
 
 

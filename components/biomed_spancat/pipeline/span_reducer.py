@@ -24,7 +24,7 @@ from spacy.util import registry
 from thinc.api import Model
 from thinc.types import Floats2d, Ragged
 
-__all__ = ["build_biomed_mean_max_reducer", "build_biomed_mean_max_reducer_v2", "maxout_layers"]
+__all__ = ["build_biomed_mean_max_reducer", "build_biomed_mean_max_reducer_v2", "maxout_layers", "predict_maxouts_in_torch"]
 
 
 @registry.layers("biomed.mean_max_reducer.v1")
@@ -52,16 +52,27 @@ def build_biomed_mean_max_reducer_v2(hidden_size: int, cpu_precision: str = "flo
         time moves both.
     RETURNS (Model[Ragged, Floats2d]): The reducer.
     """
-    bfloat16 = _resolve(cpu_precision) == "bfloat16"
-    reducer = build_mean_max_reducer(hidden_size)
-    for maxout in maxout_layers(reducer):
-        maxout._func = partial(_maxout_forward, inner=maxout._func, bfloat16=bfloat16)
-    return reducer
+    return predict_maxouts_in_torch(build_mean_max_reducer(hidden_size), cpu_precision)
 
 
 def maxout_layers(model: Model) -> List[Model]:
     """The Maxout layers in `model` (spaCy's mean_max_reducer has one)."""
     return [node for node in model.walk() if node.name == "maxout"]
+
+
+def predict_maxouts_in_torch(model: Model, cpu_precision: str = "float32") -> Model:
+    """Make every Maxout layer in `model` predict through torch's matrix multiply
+    on the CPU (in bfloat16 where `cpu_precision` resolves to it); training,
+    and prediction on a GPU, stay thinc's. Changes `model` in place.
+
+    model (Model): Any thinc model.
+    cpu_precision (str): "float32", "bfloat16" or "auto".
+    RETURNS (Model): `model`.
+    """
+    bfloat16 = _resolve(cpu_precision) == "bfloat16"
+    for maxout in maxout_layers(model):
+        maxout._func = partial(_maxout_forward, inner=maxout._func, bfloat16=bfloat16)
+    return model
 
 
 def _resolve(cpu_precision: str) -> str:
@@ -90,4 +101,4 @@ def _maxout_forward(
 
 
 def _no_backprop(dY: Any) -> Any:
-    raise ValueError("biomed.mean_max_reducer predicted without gradients: call it with is_train=True to train")
+    raise ValueError("a Maxout that predicts through torch has no gradients: call it with is_train=True to train")

@@ -36,7 +36,7 @@ __all__ = [
 
 # The registered code a loaded pipeline needs (biomed_spancat.pipeline); each file stands alone.
 PIPELINE_DIR = Path(__file__).resolve().parent.parent / "pipeline"
-SHIPPED_MODULES = ["architecture.py", "span_reducer.py", "span_scorer.py", "token_features.py", "suggester.py", "tokenizer.py", "sentences.py", "display.py"]
+SHIPPED_MODULES = ["architecture.py", "span_reducer.py", "cnn_tok2vec.py", "span_scorer.py", "token_features.py", "suggester.py", "tokenizer.py", "sentences.py", "display.py"]
 # Entry points the wheel declares beside spaCy's `spacy_models` (group -> name -> module:attr
 # inside the package): displaCy reads label colours from `spacy_displacy_colors`.
 PACKAGE_ENTRY_POINTS = {
