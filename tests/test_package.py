@@ -15,7 +15,7 @@ from spacy.training import Example
 from thinc.api import Config, fix_random_seed
 
 from biomed_spancat.outputs import KILL_ENV, tree_digest
-from biomed_spancat.publish.packaging import MODEL_HASH_KEY, wheel_contents
+from biomed_spancat.publish.packaging import MODEL_HASH_KEY, SHIPPED_MODULES, shipped_code_paths, wheel_contents
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEEL = "en_biomed_spancat-0.1.0-py3-none-any.whl"
@@ -109,6 +109,15 @@ def set_threshold(root: Path, value: float) -> None:
     cfg = root / "training" / "model-tuned" / "config.cfg"
     text = cfg.read_text()
     cfg.write_text("\n".join(f"threshold = {value}" if line.startswith("threshold = ") else line for line in text.splitlines()) + "\n")
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODULES)
+def test_each_shipped_module_imports_on_its_own_as_spacy_package_does(name):
+    """`spacy package --code` imports every code file alone, outside its package:
+    a relative import at a module's top fails there (and only there)."""
+    path = next(p for p in shipped_code_paths() if p.name == name)
+    module = spacy.util.import_file(f"standalone_{path.stem}", path)
+    assert module.__file__ == str(path)
 
 
 def test_the_wheel_is_built_from_a_clean_folder_and_records_its_model(project):

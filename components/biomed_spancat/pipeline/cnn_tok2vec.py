@@ -8,8 +8,9 @@ instead of thinc's single-threaded BLIS, the bulk of a CNN pipeline's time.
 On a GPU (cupy arrays) spaCy's own path runs.
 
 Shipped inside the packaged pipeline (`spacy package --code`), so this module
-imports nothing from the project: only spaCy, thinc, torch and its sibling
-`span_reducer` (shipped beside it).
+imports nothing from the project: only spaCy, thinc and, when a model is built,
+its sibling `span_reducer` (shipped beside it; `spacy package` imports each code
+file on its own, where a relative import at the top would fail).
 """
 from typing import List
 
@@ -18,8 +19,6 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model
 from thinc.types import Floats2d
-
-from .span_reducer import predict_maxouts_in_torch
 
 __all__ = ["build_biomed_tok2vec"]
 
@@ -39,4 +38,6 @@ def build_biomed_tok2vec(
         has it in hardware): the precision of the Maxouts' multiplies in CPU prediction.
     RETURNS (Model[List[Doc], List[Floats2d]]): The tok2vec.
     """
+    from .span_reducer import predict_maxouts_in_torch
+
     return predict_maxouts_in_torch(build_Tok2Vec_model(embed, encode), cpu_precision)
