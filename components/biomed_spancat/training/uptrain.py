@@ -101,7 +101,8 @@ def split_heldout(
     appended to unlabelled.jsonl after the held-out half: text and meta only,
     tokenized by each pipeline that reads it. A text equal to one of the test
     half's is left out and counted (`in_test`), as are records that cannot be
-    used (`rejected_by_reason`, with the first few `examples`).
+    used (`rejected_by_reason`, with the first few `examples`); `words` counts
+    the kept texts' words split at whitespace (the teacher's reports count tokens).
 
     source (str): A held-out export (e.g. CRAFT's test split), any format `convert` reads.
     output_dir (PathLike): Gets unlabelled.jsonl (text + meta only), test.spacy
