@@ -11,6 +11,7 @@ from spacy.util import registry
 from thinc.api import Adam
 
 from biomed_spancat.pipeline.span_reducer import maxout_layers
+from torch_maxout import copy_random_weights, record_addmm
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = "Shh and Bmp4 regulate limb patterning in the mouse embryo .".split()
@@ -30,29 +31,14 @@ def _pair(seed=0, **settings):
     rng = numpy.random.default_rng(seed)
     stock.initialize(X=docs)
     ours.initialize(X=docs)
-    for node in stock.walk():
-        for name in node.param_names:
-            if node.has_param(name):
-                node.set_param(name, rng.normal(size=node.get_param(name).shape).astype("float32"))
-    ours.from_bytes(stock.to_bytes())  # same layers and parameters: the weights load
+    copy_random_weights(stock, ours, rng)  # same layers and parameters: the weights load
     return stock, ours, docs
-
-
-def _calls(monkeypatch):
-    import torch
-
-    from biomed_spancat.pipeline import span_reducer
-
-    dtypes = []
-    addmm = torch.addmm
-    monkeypatch.setattr(span_reducer.torch, "addmm", lambda *a: dtypes.append([t.dtype for t in a]) or addmm(*a))
-    return dtypes
 
 
 def test_every_maxout_predicts_through_torch_as_spacys(monkeypatch):
     import torch
 
-    dtypes = _calls(monkeypatch)
+    dtypes = record_addmm(monkeypatch)
     stock, ours, docs = _pair()
     assert len(maxout_layers(ours)) == 3  # the embedding's and two encoder layers'
     dtypes.clear()
@@ -66,7 +52,7 @@ def test_every_maxout_predicts_through_torch_as_spacys(monkeypatch):
 def test_bfloat16_multiplies_in_bfloat16_close_to_float32(monkeypatch):
     import torch
 
-    dtypes = _calls(monkeypatch)
+    dtypes = record_addmm(monkeypatch)
     stock, ours, docs = _pair(seed=1, cpu_precision="bfloat16")
     dtypes.clear()
     expected, got = stock.predict(docs), ours.predict(docs)

@@ -11,6 +11,7 @@ from spacy.util import registry
 from thinc.api import Adam, Ragged
 
 from biomed_spancat.pipeline.span_reducer import maxout_layers
+from torch_maxout import copy_random_weights, record_addmm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,11 +34,7 @@ def _pair(hidden=16, width=8, seed=0, version="v1", **settings):
     ours = _reducer(version, hidden_size=hidden, **settings)
     stock.initialize(X=X)
     ours.initialize(X=X)
-    for node in stock.walk():  # random weights everywhere, LayerNorm's too
-        for name in node.param_names:
-            if node.has_param(name):
-                node.set_param(name, rng.normal(size=node.get_param(name).shape).astype("float32"))
-    ours.from_bytes(stock.to_bytes())  # same layers and parameters: the weights load
+    copy_random_weights(stock, ours, rng)  # same layers and parameters: the weights load
     return stock, ours, X
 
 
@@ -51,15 +48,11 @@ def test_registered_with_one_maxout():
 def test_prediction_equals_spacys(monkeypatch):
     import torch
 
-    from biomed_spancat.pipeline import span_reducer
-
-    calls = []
-    addmm = torch.addmm
-    monkeypatch.setattr(span_reducer.torch, "addmm", lambda *a: calls.append(1) or addmm(*a))
+    calls = record_addmm(monkeypatch)
     stock, ours, X = _pair()
     calls.clear()
     expected, got = stock.predict(X), ours.predict(X)
-    assert calls == [1]  # the torch path ran
+    assert calls == [[torch.float32] * 3]  # the torch path ran, in float32
     assert got.shape == expected.shape == (6, 16) and got.dtype == numpy.float32
     numpy.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -90,11 +83,7 @@ def test_v2_in_float32_predicts_as_v1():
 def test_v2_in_bfloat16_multiplies_in_bfloat16(monkeypatch):
     import torch
 
-    from biomed_spancat.pipeline import span_reducer
-
-    dtypes = []
-    addmm = torch.addmm
-    monkeypatch.setattr(span_reducer.torch, "addmm", lambda *a: dtypes.append([t.dtype for t in a]) or addmm(*a))
+    dtypes = record_addmm(monkeypatch)
     stock, ours, X = _pair(hidden=32, width=16, version="v2", cpu_precision="bfloat16")
     dtypes.clear()
     expected, got = stock.predict(X), ours.predict(X)
