@@ -26,11 +26,14 @@ def main(
     gpu_id: int = typer.Option(-1, "--gpu-id", help="-1 for the CPU, else the CUDA device"),
     segment: str = typer.Option("none", "--segment", help="Unlabelled text as one doc per text (none) or per sentence (sentences)"),
     format: Optional[str] = typer.Option(None, "--format", help="Force a reader format for the unlabelled sources"),
+    vectors: Optional[Path] = typer.Option(None, "--vectors", file_okay=False, help="Also write the student's static word vectors here: per word, the mean of the teacher's token vectors over the unlabelled text"),
+    vectors_width: int = typer.Option(0, "--vectors-width", help="Their width: 0 keeps the teacher's, less projects them on their first principal components"),
 ):
     try:
         result = soft_label_corpus(
             teacher, output, gold=gold, unlabelled=unlabelled, spans_key=spans_key, floor=round(floor, 6),
             batch_size=batch_size, gpu_id=gpu_id, segment=segment, fmt=format, progress=True,
+            vectors=vectors, vectors_width=vectors_width,
         )
     except (AssistError, PipelineError, DocBinError, GpuUnavailable) as err:
         msg.fail("teacher-labels failed", str(err), exits=1)
@@ -45,6 +48,9 @@ def main(
         f"{output}: {g['docs']} gold docs ({g['teacher_spans']} teacher spans) + {u['docs']} unlabelled docs "
         f"({u['teacher_spans']} teacher spans, {u['rejected']} records rejected), floor {result['settings']['floor']}"
     )
+    if result["vectors"]:
+        v = result["vectors"]
+        msg.good(f"{v['path']}: the teacher's vectors of {v['words']} words (width {v['width']}) from {v['tokens']} unlabelled tokens")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import pytest
 import spacy
 from spacy.ml.models.tok2vec import MaxoutWindowEncoder, MultiHashEmbed, build_Tok2Vec_model
 from spacy.training import Example
+from spacy.vectors import Vectors
 from spacy.util import registry
 from thinc.api import Adam
 
@@ -87,6 +88,9 @@ def test_student_configs_use_it_and_a_spacy_tok2vec_pipeline_loads_into_it(name,
     config["components"]["tok2vec"]["model"]["@architectures"] = "spacy.Tok2Vec.v2"
     del config["components"]["tok2vec"]["model"]["cpu_precision"]
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=False)
+    if config["components"]["tok2vec"]["model"]["embed"]["include_static_vectors"]:  # the student's teacher vectors
+        keys = [nlp.vocab.strings.add(w) for w in WORDS]
+        nlp.vocab.vectors = Vectors(data=numpy.random.RandomState(0).rand(len(keys), 8).astype("f"), keys=keys)
     text = " ".join(WORDS)
     examples = [Example.from_dict(nlp.make_doc(text), {"spans": {"sc": [(0, 3, "PR"), (45, 50, "NCBITaxon")]}})]
     nlp.initialize(lambda: examples, sgd=Adam(1e-3))

@@ -18,6 +18,7 @@ from spacy.pipeline.spancat import SpanCategorizer
 from spacy.tokens import Doc, DocBin, Span
 from spacy.training import Example
 from spacy.util import fix_random_seed, load_config, load_model_from_config
+from spacy.vectors import Vectors
 from typer.testing import CliRunner
 
 from biomed_spancat.assist import AssistError
@@ -69,6 +70,14 @@ def cnn_nlp(config_path: Path, **extra):
     return load_model_from_config(config, auto_fill=True, validate=True)
 
 
+def with_vectors(nlp, width: int = 8):
+    """`nlp` with random static vectors for the words of TEXTS (what the student's
+    config reads from the teacher's vectors)."""
+    keys = sorted({nlp.vocab.strings.add(t.text) for text, _ in TEXTS for t in spacy.blank("en")(text)})
+    nlp.vocab.vectors = Vectors(data=numpy.random.RandomState(0).rand(len(keys), width).astype("f"), keys=keys)
+    return nlp
+
+
 def train_in_process(nlp, docs, steps: int, seed: int = 0):
     fix_random_seed(seed)
     examples = [Example(Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]), d) for d in docs]
@@ -93,6 +102,11 @@ def teacher(tmp_path_factory) -> Path:
     nlp.meta["name"] = "teacher"
     nlp.to_disk(path)
     return path
+
+
+def teacher_tokens(teacher: Path, text: str) -> List[str]:
+    """The teacher's tokens of `text`."""
+    return [t.text for t in spacy.load(teacher).make_doc(text)]
 
 
 def cli(script: str, *args):
@@ -278,7 +292,9 @@ def test_student_without_teacher_trains_exactly_like_spancat():
     fix_random_seed(0)
     plain = train_in_process(cnn_nlp(CNN_CONFIG), gold_docs(spacy.blank("en").vocab), 5)
     fix_random_seed(0)
-    student = train_in_process(cnn_nlp(STUDENT_CONFIG), gold_docs(spacy.blank("en").vocab), 5)
+    # the student config's embedding reads the teacher's vectors; without them it is the plain CNN's
+    no_vectors = {"components.tok2vec.model.embed.include_static_vectors": False}
+    student = train_in_process(cnn_nlp(STUDENT_CONFIG, **no_vectors), gold_docs(spacy.blank("en").vocab), 5)
     assert isinstance(student.get_pipe("spancat"), SpanCategorizerStudent)
     assert isinstance(student.get_pipe("spancat"), SpanCategorizer)
     inputs = [Doc(plain.vocab, words=[t.text for t in d]) for d in docs]
@@ -291,7 +307,8 @@ def test_student_without_teacher_trains_exactly_like_spancat():
 def test_a_trained_student_saves_loads_and_predicts_like_spancat(tmp_path, teacher):
     vocab = spacy.blank("en").vocab
     docs = list(attach_soft_labels(spacy.load(teacher), gold_docs(vocab), "sc"))
-    nlp = train_in_process(cnn_nlp(STUDENT_CONFIG, **{"components.spancat.soft_weight": 0.7}), docs, 5)
+    nlp = with_vectors(cnn_nlp(STUDENT_CONFIG, **{"components.spancat.soft_weight": 0.7}))
+    nlp = train_in_process(nlp, docs, 5)
     nlp.to_disk(tmp_path / "student")
     loaded = spacy.load(tmp_path / "student")
     pipe = loaded.get_pipe("spancat")
@@ -299,6 +316,7 @@ def test_a_trained_student_saves_loads_and_predicts_like_spancat(tmp_path, teach
     # (srsly's JSON reader gives back 0.7000000000000001)
     assert pipe.cfg["soft_weight"] == pytest.approx(0.7) and pipe.teacher_key == "sc_teacher"
     assert set(pipe.labels) == {"GENE", "CELL"}
+    assert loaded.vocab.vectors.shape == nlp.vocab.vectors.shape  # its static vectors are saved with it
     pipe.cfg["threshold"] = 0.0  # every candidate comes out, with its score
     doc = loaded("Pax6 marks lens cells.")
     assert len(doc.spans["sc"]) == len(doc.spans["sc"].attrs["scores"]) > 0
@@ -395,6 +413,56 @@ def test_gold_without_the_spans_key_and_missing_files_are_named(tmp_path, teache
         soft_label_corpus(teacher, tmp_path / "out.spacy")
 
 
+# --- the teacher's word vectors ---------------------------------------------------------
+
+
+def test_teacher_vectors_are_each_words_mean_over_the_unlabelled_text(tmp_path, teacher):
+    """Every word of the unlabelled text, and only those (not the gold docs' words), gets
+    the mean of the token vectors the teacher's spancat read at each occurrence: for this
+    CNN teacher its tok2vec's doc.tensor, computed here by running the whole pipeline."""
+    DocBin(docs=gold_docs(spacy.blank("en").vocab)).to_disk(tmp_path / "train.spacy")
+    path = tmp_path / "unlabelled.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in UNLABELLED), encoding="utf8")
+    report = soft_label_corpus(
+        teacher, tmp_path / "out.spacy", gold=[tmp_path / "train.spacy"], unlabelled=[str(path)], vectors=tmp_path / "vectors"
+    )
+    nlp = spacy.load(teacher)
+    occurrences = {}
+    for doc in nlp.pipe(UNLABELLED):
+        for token in doc:
+            occurrences.setdefault(token.orth, []).append(doc.tensor[token.i])
+    # "cells" twice; "BMP2" is in the gold docs only
+    assert len(occurrences[nlp.vocab.strings["cells"]]) == 2 and nlp.vocab.strings["BMP2"] not in occurrences
+    expected = {key: numpy.mean(rows, axis=0) for key, rows in occurrences.items()}
+    tokens = sum(len(rows) for rows in occurrences.values())
+    assert report["vectors"] == {"path": str(tmp_path / "vectors"), "words": len(expected), "tokens": tokens, "width": 16}
+    table = spacy.load(tmp_path / "vectors").vocab
+    assert set(int(k) for k in table.vectors.keys()) == set(expected)
+    for key, mean in expected.items():
+        assert_allclose(table.vectors[key], mean, rtol=1e-5, atol=1e-6)
+    # keyed by hash: the words themselves are not written with the table
+    assert "ganglion" not in table.strings and "Pax6" not in table.strings
+
+    # a smaller width: the means on their first principal components (uncorrelated, largest variance first)
+    report = soft_label_corpus(teacher, tmp_path / "out4.spacy", unlabelled=[str(path)], vectors=tmp_path / "v4", vectors_width=4)
+    assert report["vectors"]["width"] == 4 and report["settings"]["vectors_width"] == 4
+    data = numpy.asarray(spacy.load(tmp_path / "v4").vocab.vectors.data)
+    means = numpy.stack(list(expected.values()))
+    eigen = numpy.sort(numpy.linalg.eigvalsh(numpy.cov(means, rowvar=False)))[::-1][:4]
+    assert_allclose(numpy.cov(data, rowvar=False), numpy.diag(eigen), atol=1e-4 * eigen[0])
+
+
+def test_teacher_vectors_need_unlabelled_text_and_a_width(tmp_path, teacher):
+    DocBin(docs=gold_docs(spacy.blank("en").vocab)).to_disk(tmp_path / "train.spacy")
+    with pytest.raises(AssistError, match="the teacher's word vectors are made from unlabelled text: give --unlabelled too"):
+        soft_label_corpus(teacher, tmp_path / "out.spacy", gold=[tmp_path / "train.spacy"], vectors=tmp_path / "v")
+    path = tmp_path / "unlabelled.jsonl"
+    path.write_text(json.dumps({"text": "Pax6 marks lens cells."}) + "\n", encoding="utf8")
+    with pytest.raises(AssistError, match="the vectors' width must be 0 \\(the teacher's\\) or positive, got -2"):
+        soft_label_corpus(teacher, tmp_path / "out.spacy", unlabelled=[str(path)], vectors=tmp_path / "v", vectors_width=-2)
+    assert not (tmp_path / "out.spacy").exists() and not (tmp_path / "v").exists()
+
+
 # --- a short distilled run through the scripts ----------------------------------------------
 
 
@@ -408,11 +476,14 @@ def test_short_distilled_run_through_the_scripts(tmp_path, teacher):
     result = cli(
         "teacher_labels", teacher, tmp_path / "distill.spacy",
         "--gold", tmp_path / "train.spacy", "--unlabelled", tmp_path / "unlabelled.jsonl",
-        "--floor", "0.05", "--report", tmp_path / "teacher.json",
+        "--floor", "0.05", "--report", tmp_path / "teacher.json", "--vectors", tmp_path / "vectors",
     )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "teacher.json").read_text())
     assert report["counts"]["gold"]["docs"] == 6 and report["counts"]["unlabelled"]["docs"] == 3
+    words = len({w for t in UNLABELLED for w in teacher_tokens(teacher, t)})
+    assert report["vectors"]["words"] == words and report["vectors"]["width"] == 16
+    assert f"{tmp_path / 'vectors'}: the teacher's vectors of {words} words (width 16) from" in result.text
     corpus = list(DocBin().from_disk(tmp_path / "distill.spacy").get_docs(vocab))
     assert [("sc" in d.spans, "sc_teacher" in d.spans) for d in corpus] == [(True, True)] * 6 + [(False, True)] * 3
     assert all(min(d.spans["sc_teacher"].attrs["scores"], default=1.0) >= 0.05 for d in corpus)
@@ -423,7 +494,7 @@ def test_short_distilled_run_through_the_scripts(tmp_path, teacher):
     overrides = [x for key, value in TINY_CNN.items() for x in (f"--{key}", json.dumps(value) if isinstance(value, list) else value)]
     result = cli(
         "train", tmp_path / "student.cfg", tmp_path / "student", "--gpu-id", "-1", "--spans-key", "sc",
-        "--paths.train", tmp_path / "distill.spacy", "--paths.dev", tmp_path / "dev.spacy",
+        "--paths.train", tmp_path / "distill.spacy", "--paths.dev", tmp_path / "dev.spacy", "--paths.vectors", tmp_path / "vectors",
         "--training.max_steps", "4", "--training.eval_frequency", "2", "--components.spancat.soft_weight", "0.5",
         "--training.logger.progress_bar", "false", *overrides,
     )
@@ -437,6 +508,9 @@ def test_short_distilled_run_through_the_scripts(tmp_path, teacher):
     pipe = student.get_pipe("spancat")
     assert isinstance(pipe, SpanCategorizerStudent) and set(pipe.labels) == {"GENE", "CELL"}
     assert dict(student.config["components"]["spancat"]["suggester"]) == TEACHER_SUGGESTER
+    # the teacher's word vectors travel inside the student, which reads them
+    assert student.vocab.vectors.shape == (words, 16)
+    assert student.config["components"]["tok2vec"]["model"]["embed"]["include_static_vectors"] is True
     assert pipe.cfg["threshold"] == pytest.approx(json.loads((tmp_path / "threshold.json").read_text())["threshold"])
 
     # the comparison: the distilled student as an extra row (stand-ins for the other CPU models)

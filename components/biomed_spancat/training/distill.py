@@ -31,6 +31,7 @@ from tqdm import tqdm
 from ..assist import AssistError, iter_records, make_doc, split_sentences
 from ..util import PipelineError, find_spancat, load_pipeline, read_docs, use_device
 from .student import teacher_key_for
+from .teacher_vectors import TokenVectorMeans, teacher_token_vectors
 
 __all__ = [
     "DISTILL_SCHEMA",
@@ -65,7 +66,11 @@ def find_teacher_spancat(nlp: Language, spans_key: str, source: str = "the teach
 
 
 def score_candidates(
-    nlp: Language, docs: Sequence[Doc], spancat_name: str, floor: float
+    nlp: Language,
+    docs: Sequence[Doc],
+    spancat_name: str,
+    floor: float,
+    token_vectors: Optional[TokenVectorMeans] = None,
 ) -> List[Tuple[numpy.ndarray, numpy.ndarray, numpy.ndarray, numpy.ndarray]]:
     """Run the teacher up to its span categorizer and keep every (candidate,
     label) it scores at or above `floor`.
@@ -74,6 +79,8 @@ def score_candidates(
     docs (Sequence[Doc]): Unannotated docs in the teacher's vocab (one batch).
     spancat_name (str): The span categorizer's name in the pipeline.
     floor (float): The smallest probability kept.
+    token_vectors (Optional[TokenVectorMeans]): Where to add the token vectors
+        the span categorizer reads, per word (None: not kept).
     RETURNS (List[Tuple[ndarray, ndarray, ndarray, ndarray]]): Per doc: starts,
         ends, label indices and scores (float32) of the kept pairs, in
         candidate order then label order.
@@ -87,6 +94,8 @@ def score_candidates(
         else:
             docs = [proc(doc) for doc in docs]
     spancat = nlp.get_pipe(spancat_name)
+    if token_vectors is not None:
+        token_vectors.add(docs, teacher_token_vectors(spancat, docs))
     indices, scores = spancat.predict(docs)
     ops = spancat.model.ops
     lengths = ops.to_numpy(indices.lengths)
@@ -119,6 +128,7 @@ def attach_soft_labels(
     floor: float = DEFAULT_FLOOR,
     batch_size: int = 32,
     spancat_name: Optional[str] = None,
+    token_vectors: Optional[TokenVectorMeans] = None,
 ) -> Iterator[Doc]:
     """Store the teacher's probabilities on each doc, as the span group
     `<spans_key>_teacher` with one score per span in `attrs["scores"]`.
@@ -134,6 +144,8 @@ def attach_soft_labels(
     floor (float): The smallest probability stored (in (0, 1)).
     batch_size (int): Docs per teacher batch.
     spancat_name (Optional[str]): The teacher's span categorizer; None finds it.
+    token_vectors (Optional[TokenVectorMeans]): Where to add the teacher's
+        token vectors per word (None: not kept).
     YIELDS (Doc): The same docs, in order, with the teacher's group set.
     """
     if not 0.0 < floor < 1.0:
@@ -145,7 +157,7 @@ def attach_soft_labels(
     batch: List[Doc] = []
 
     def flush(batch: List[Doc]) -> Iterator[Doc]:
-        scored = score_candidates(nlp, [_pred_doc(nlp, d) for d in batch], spancat_name, floor)
+        scored = score_candidates(nlp, [_pred_doc(nlp, d) for d in batch], spancat_name, floor, token_vectors)
         for doc, (starts, ends, label_ids, scores) in zip(batch, scored):
             doc.spans[key] = [
                 Span(doc, int(s), int(e), label=labels[int(k)]) for s, e, k in zip(starts, ends, label_ids)
@@ -186,6 +198,8 @@ def soft_label_corpus(
     fmt: Optional[str] = None,
     datasets: Sequence[str] = (),
     progress: bool = False,
+    vectors: Optional[PathLike] = None,
+    vectors_width: int = 0,
 ) -> Dict[str, Any]:
     """Write the student's training corpus: gold docs and unlabelled text,
     each with the teacher's soft labels.
@@ -208,14 +222,23 @@ def soft_label_corpus(
     fmt (Optional[str]): Force a reader format for the unlabelled sources.
     datasets (Sequence[str]): Datasets of a database/folder unlabelled source.
     progress (bool): Show a tqdm bar of the docs the teacher labelled, per part.
+    vectors (Optional[PathLike]): Also write static word vectors here: per word,
+        the mean of the teacher's token vectors over the unlabelled text
+        (teacher_vectors.py); None writes none.
+    vectors_width (int): Their width: 0 keeps the teacher's, less projects
+        them on their first principal components.
     RETURNS (Dict[str, Any]): The report: counts per part, rejected records,
-        teacher spans stored, settings.
+        teacher spans stored, the vectors written, settings.
     RAISES (AssistError): No teacher span categorizer, unreadable inputs, nothing usable.
     """
     if not gold and not unlabelled:
         raise AssistError("no input: give gold .spacy files and/or unlabelled text")
     if segment not in ("none", "sentences"):
         raise AssistError(f"segment must be 'none' or 'sentences', got {segment!r}")
+    if vectors is not None and not unlabelled:
+        raise AssistError("the teacher's word vectors are made from unlabelled text: give --unlabelled too")
+    if vectors_width < 0:
+        raise AssistError(f"the vectors' width must be 0 (the teacher's) or positive, got {vectors_width}")
     use_device(gpu_id)
     nlp = load_pipeline(teacher)
     spancat_name, spancat = find_teacher_spancat(nlp, spans_key, str(teacher))
@@ -259,7 +282,8 @@ def soft_label_corpus(
                 continue
             yield make_doc(nlp, record)
 
-    unlabelled_soft = attach_soft_labels(nlp, unlabelled_stream(), spans_key, floor, batch_size, spancat_name)
+    means = TokenVectorMeans() if vectors is not None else None
+    unlabelled_soft = attach_soft_labels(nlp, unlabelled_stream(), spans_key, floor, batch_size, spancat_name, means)
     for doc in tqdm(unlabelled_soft, desc="unlabelled docs", unit=" docs", mininterval=1.0, disable=not progress):
         counts["unlabelled"]["docs"] += 1
         counts["unlabelled"]["words"] += len(doc)
@@ -270,11 +294,14 @@ def soft_label_corpus(
     if total == 0:
         first = f" (first: {rejected[0]['origin']}: {rejected[0]['detail']})" if rejected else ""
         raise AssistError(f"no usable doc in the inputs: {counts['unlabelled']['rejected']} rejected{first}; nothing written")
+    if means is not None and len(means) == 0:
+        raise AssistError(f"no usable unlabelled doc for the teacher's word vectors ({counts['unlabelled']['rejected']} rejected); nothing written")
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
     docbin.to_disk(tmp)
     os.replace(tmp, output)
+    vectors_report = means.write(vectors, vectors_width, nlp.lang) if means is not None else None
     words = counts["gold"]["words"] + counts["unlabelled"]["words"]
     return {
         "schema": DISTILL_SCHEMA,
@@ -291,8 +318,16 @@ def soft_label_corpus(
         "counts": counts,
         "docs": total,
         "rejected_examples": rejected[:20],
+        "vectors": vectors_report,
         "gold_labels_unknown_to_teacher": sorted(gold_labels - teacher_labels),
-        "settings": {"spans_key": spans_key, "floor": floor, "batch_size": batch_size, "gpu_id": gpu_id, "segment": segment},
+        "settings": {
+            "spans_key": spans_key,
+            "floor": floor,
+            "batch_size": batch_size,
+            "gpu_id": gpu_id,
+            "segment": segment,
+            "vectors_width": vectors_width,
+        },
         "speed": {"seconds": round(seconds, 3), "words_per_second": round(words / seconds, 1) if seconds > 0 else None},
     }
 
