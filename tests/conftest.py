@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-# The Hub tests' shared fixtures (a real tiny wheel, its metrics, the local Hub), for
-# test_hub_card.py and test_hub_push.py
-pytest_plugins = ["hub_fixtures"]
+# Shared fixtures: the Hub tests' (a real tiny wheel, its metrics, the local Hub), the
+# PostgreSQL tests' throwaway server, and a tiny trained spancat on disk
+pytest_plugins = ["hub_fixtures", "pg_fixtures", "spancat_fixtures"]
 
 # No __pycache__ in components/: project.yml hashes its folders as deps (scripts/__init__.py does the same)
 sys.dont_write_bytecode = True

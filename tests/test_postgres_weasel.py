@@ -1,7 +1,7 @@
 """PostgreSQL through `weasel run convert`, the password never on a command
 line or in any output: it comes from a variable named by `env:NAME`,
 PGPASSWORD or a password file (libpq's ~/.pgpass). Uses the real, throwaway
-server of test_ingest_postgres.py (skipped, with the reason, without it)."""
+server of tests/pg_fixtures.py (skipped, with the reason, without it)."""
 
 import os
 import subprocess
@@ -15,7 +15,7 @@ from spacy.tokens import DocBin
 
 from biomed_spancat.ingest.pgsource import dsn_secrets, has_password, resolve_dsn, scrub_dsn
 from biomed_spancat.ingest.tasks import IngestError
-from test_ingest_postgres import PASSWORD, pg_server  # noqa: F401 (the fixture)
+from pg_fixtures import PASSWORD
 from conftest import copy_project
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,6 @@ from biomed_spancat.pipeline.display import SpanFilter, filter_spans
 from biomed_spancat.util import read_docs
 
 from conftest import ROOT
-from test_evaluation import tiny_spancat  # noqa: F401  (fixture)
 
 
 def _doc(nlp, spans, scores=None):
@@ -92,7 +91,7 @@ def test_per_label_thresholds_raise_micro_f_and_leave_rare_labels_alone():
     assert choice == {"A": 0.5, "B": 0.5, "R": 0.5}
 
 
-def test_tuned_filter_is_saved_and_the_saved_pipeline_scores_what_tuning_said(tiny_spancat, tmp_path):  # noqa: F811
+def test_tuned_filter_is_saved_and_the_saved_pipeline_scores_what_tuning_said(tiny_spancat, tmp_path):
     path, data = tiny_spancat
     nlp = spacy.load(path)
     gold = read_docs(data, nlp.vocab)
@@ -113,7 +112,7 @@ def test_tuned_filter_is_saved_and_the_saved_pipeline_scores_what_tuning_said(ti
     assert spacy.load(tmp_path / "again").pipe_names == ["tok2vec", "spancat", "span_filter"]
 
 
-def test_one_model_pass_serves_the_global_and_the_filter_tuning(tiny_spancat):  # noqa: F811
+def test_one_model_pass_serves_the_global_and_the_filter_tuning(tiny_spancat):
     path, data = tiny_spancat
     nlp = spacy.load(path)
     gold = read_docs(data, nlp.vocab)
@@ -144,7 +143,7 @@ def _tune(tmp_path, path, data, *extra):
     return r, out, record
 
 
-def test_the_script_records_the_filter_and_refuses_a_bad_policy(tiny_spancat, tmp_path):  # noqa: F811
+def test_the_script_records_the_filter_and_refuses_a_bad_policy(tiny_spancat, tmp_path):
     path, data = tiny_spancat
     r, out, record = _tune(tmp_path, path, data, "--thresholds", "per-label", "--min-gold", "1")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -166,7 +165,7 @@ def test_the_script_records_the_filter_and_refuses_a_bad_policy(tiny_spancat, tm
     assert not out.exists()
 
 
-def test_the_default_keeps_one_threshold_for_every_label(tiny_spancat, tmp_path):  # noqa: F811
+def test_the_default_keeps_one_threshold_for_every_label(tiny_spancat, tmp_path):
     path, data = tiny_spancat
     r, out, record = _tune(tmp_path, path, data, "--min-gold", "1")
     assert r.returncode == 0, r.stdout + r.stderr
