@@ -460,6 +460,11 @@ def test_teacher_vectors_need_unlabelled_text_and_a_width(tmp_path, teacher):
     path.write_text(json.dumps({"text": "Pax6 marks lens cells."}) + "\n", encoding="utf8")
     with pytest.raises(AssistError, match="the vectors' width must be 0 \\(the teacher's\\) or positive, got -2"):
         soft_label_corpus(teacher, tmp_path / "out.spacy", unlabelled=[str(path)], vectors=tmp_path / "v", vectors_width=-2)
+    # gold docs but no usable unlabelled record: no vectors to write, and no corpus written either
+    bad = {"text": "Pax6 marks lens cells.", "tokens": [{"text": "Pax7", "start": 0, "end": 4, "id": 0, "ws": True}]}
+    path.write_text(json.dumps(bad) + "\n", encoding="utf8")
+    with pytest.raises(AssistError, match=r"no usable unlabelled doc for the teacher's word vectors \(1 rejected\); nothing written"):
+        soft_label_corpus(teacher, tmp_path / "out.spacy", gold=[tmp_path / "train.spacy"], unlabelled=[str(path)], vectors=tmp_path / "v")
     assert not (tmp_path / "out.spacy").exists() and not (tmp_path / "v").exists()
 
 
