@@ -11,7 +11,7 @@ from thinc.api import Config
 
 from biomed_spancat.training.training_log import console_logger, format_duration, progress_line
 
-from test_evaluation import TINY_CONFIG, tiny_docs
+from spancat_fixtures import TINY_CONFIG, tiny_docs
 
 
 def _nlp(transformer: bool):
