@@ -25,6 +25,7 @@ from biomed_spancat.assist import AssistError
 from biomed_spancat.util import DocBinError, PipelineError
 from biomed_spancat.training.distill import attach_soft_labels, soft_label_corpus, write_student_config
 from biomed_spancat.training.student import SpanCategorizerStudent, soft_target
+from biomed_spancat.training.teacher_vectors import TokenVectorMeans
 
 ROOT = Path(__file__).resolve().parent.parent
 CNN_CONFIG = ROOT / "configs" / "uptrain_cnn.cfg"
@@ -109,6 +110,10 @@ def teacher_tokens(teacher: Path, text: str) -> List[str]:
     return [t.text for t in spacy.load(teacher).make_doc(text)]
 
 
+def tiny_bert_width(folder: Path) -> int:
+    return json.loads((Path(folder) / "config.json").read_text())["hidden_size"]
+
+
 def cli(script: str, *args):
     spec = importlib.util.spec_from_file_location(f"{script}_script", ROOT / "scripts" / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
@@ -174,7 +179,14 @@ def test_a_transformer_teachers_soft_labels_are_its_pipeline_scores(tiny_bert):
     nlp = load_model_from_config(config, auto_fill=True)
     train_in_process(nlp, gold_docs(nlp.vocab), 2)
     docs = gold_docs(spacy.blank("en").vocab)[:3]
-    soft = list(attach_soft_labels(nlp, docs, "sc", floor=0.3, batch_size=2))
+    means = TokenVectorMeans()
+    soft = list(attach_soft_labels(nlp, docs, "sc", floor=0.3, batch_size=2, token_vectors=means))
+    # the same pass kept the token vectors the spancat reads: the transformer's pooled
+    # vectors joined to the lexical features, one mean per distinct word
+    tok2vec = config["components"]["spancat"]["model"]["tok2vec"]
+    assert means.width == tiny_bert_width(tiny_bert) + tok2vec["width"]
+    assert means.tokens == sum(len(d) for d in docs) and len(means) == len({t.orth for d in docs for t in d})
+    assert numpy.isfinite(means.to_vectors().data).all()
     nlp.get_pipe("spancat").cfg["threshold"] = 0.3  # the whole pipeline keeps what the floor keeps
     for doc in soft:
         pred = nlp(Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]))
