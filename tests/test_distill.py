@@ -105,15 +105,6 @@ def teacher(tmp_path_factory) -> Path:
     return path
 
 
-def teacher_tokens(teacher: Path, text: str) -> List[str]:
-    """The teacher's tokens of `text`."""
-    return [t.text for t in spacy.load(teacher).make_doc(text)]
-
-
-def tiny_bert_width(folder: Path) -> int:
-    return json.loads((Path(folder) / "config.json").read_text())["hidden_size"]
-
-
 def cli(script: str, *args):
     spec = importlib.util.spec_from_file_location(f"{script}_script", ROOT / "scripts" / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
@@ -184,7 +175,8 @@ def test_a_transformer_teachers_soft_labels_are_its_pipeline_scores(tiny_bert):
     # the same pass kept the token vectors the spancat reads: the transformer's pooled
     # vectors joined to the lexical features, one mean per distinct word
     tok2vec = config["components"]["spancat"]["model"]["tok2vec"]
-    assert means.width == tiny_bert_width(tiny_bert) + tok2vec["width"]
+    bert_width = json.loads((Path(tiny_bert) / "config.json").read_text())["hidden_size"]
+    assert means.width == bert_width + tok2vec["width"]
     assert means.tokens == sum(len(d) for d in docs) and len(means) == len({t.orth for d in docs for t in d})
     assert numpy.isfinite(means.to_vectors().data).all()
     nlp.get_pipe("spancat").cfg["threshold"] = 0.3  # the whole pipeline keeps what the floor keeps
@@ -498,7 +490,8 @@ def test_short_distilled_run_through_the_scripts(tmp_path, teacher):
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "teacher.json").read_text())
     assert report["counts"]["gold"]["docs"] == 6 and report["counts"]["unlabelled"]["docs"] == 3
-    words = len({w for t in UNLABELLED for w in teacher_tokens(teacher, t)})
+    make_doc = spacy.load(teacher).make_doc  # the teacher's tokens
+    words = len({t.text for text in UNLABELLED for t in make_doc(text)})
     assert report["vectors"]["words"] == words and report["vectors"]["width"] == 16
     assert f"{tmp_path / 'vectors'}: the teacher's vectors of {words} words (width 16) from" in result.text
     corpus = list(DocBin().from_disk(tmp_path / "distill.spacy").get_docs(vocab))
