@@ -10,6 +10,7 @@ import typer
 from wasabi import msg
 
 from biomed_spancat.assist import AssistError
+from biomed_spancat.ingest.craft import mirror_stands_in
 from biomed_spancat.training.uptrain import split_heldout
 
 
@@ -21,14 +22,15 @@ def main(
     spans_key: str = typer.Option("sc", "--spans-key", help="Key in doc.spans of test.spacy"),
     format: Optional[str] = typer.Option(None, "--format", help="Force a reader format"),
     datasets: str = typer.Option("", "--datasets", help="Comma-separated datasets of a source holding several (craft_test)"),
-    mirror: Optional[Path] = typer.Option(None, "--mirror", help="An offline copy of SOURCE, read instead when present"),
+    mirror: Optional[Path] = typer.Option(None, "--mirror", help="CRAFT's offline mirror, read in place of SOURCE when SOURCE is CRAFT (its corpus, or not fetched) and the datasets are CRAFT's"),
     more_text: str = typer.Option(
         "", "--more-text", help="Comma-separated sources of more unlabelled text (.txt files or folders, JSONL, any source convert reads)"
     ),
 ):
-    if mirror is not None and mirror.exists():
-        source = str(mirror)
     names = [d.strip() for d in datasets.split(",") if d.strip()]
+    if mirror_stands_in(mirror, source, names):
+        msg.info(f"CRAFT from the offline mirror {mirror} in place of {source} (datasets {', '.join(names)})")
+        source = str(mirror)
     more = [m.strip() for m in more_text.split(",") if m.strip()]
     try:
         report = split_heldout(

@@ -709,6 +709,35 @@ def test_split_heldout_script_says_what_the_more_text_gave(tmp_path):
     assert result.exit_code == 1 and "split-heldout failed" in out and "no usable text" in out
 
 
+def test_split_heldout_script_reads_the_users_export_beside_a_craft_mirror(tmp_path):
+    """A CRAFT mirror where the project looks for one must not replace the
+    user's held-out export; CRAFT's dataset names asked of it are refused."""
+    from typer.testing import CliRunner
+    import typer
+
+    from scripts.split_heldout import main
+
+    app = typer.Typer()
+    app.command()(main)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    craft_task = make_task("Aspirin is a drug.", [("Aspirin", "CHEBI")], "craft-1", 0)
+    for split in ("train", "dev", "test"):
+        write_jsonl(mirror / f"craft_{split}.jsonl", [craft_task])
+    export = str(_export(tmp_path / "heldout.jsonl"))
+    result = CliRunner().invoke(app, [export, str(tmp_path / "out"), "--datasets", "", "--mirror", str(mirror)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "heldout.json").read_text())
+    assert report["source"] == export and report["tasks"] == {"unlabelled": 4, "test": 4}
+    result = CliRunner().invoke(app, [export, str(tmp_path / "out2"), "--datasets", "craft_test", "--mirror", str(mirror)])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1 and not (tmp_path / "out2" / "heldout.json").exists()
+    assert (
+        f"{export} is a single jsonl export, which holds no datasets, but datasets 'craft_test' were asked of it: "
+        'name none (--datasets "", in weasel --vars.uptrain_heldout_datasets "")'
+    ) in out
+
+
 def test_merge_corpora_concatenates_and_names_missing_files(tmp_path):
     from biomed_spancat.training.uptrain import merge_corpora
 

@@ -264,7 +264,7 @@ def test_craft_matches_the_mirror_exactly(craft_asset, craft_dir, split, n_spans
 
 # --- where CRAFT comes from: the mirror when present, else the fetched corpus -------------------
 
-from biomed_spancat.ingest.craft import CRAFT_COMMIT, craft_source  # noqa: E402
+from biomed_spancat.ingest.craft import CRAFT_COMMIT, craft_source, mirror_stands_in  # noqa: E402
 from biomed_spancat.training.uptrain import split_heldout  # noqa: E402
 
 
@@ -283,6 +283,23 @@ def test_craft_source_prefers_the_mirror_and_falls_back_to_the_corpus(tmp_path):
         "(articles/txt/ and concept-annotation/); run `weasel assets` to fetch it from "
         "https://github.com/UCDenver-ccp/CRAFT (v5.0.2)"
     )
+
+
+def test_the_mirror_stands_in_for_craft_only(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for split in ("train", "dev", "test"):
+        (mirror / f"craft_{split}.jsonl").write_text("")
+    own = tmp_path / "my_heldout.jsonl"
+    own.write_text("")
+    assert mirror_stands_in(mirror, str(FIXTURE), ["craft_test"])  # the fetched corpus: same data, the mirror is read
+    assert mirror_stands_in(mirror, str(tmp_path / "assets" / "craft"), ["craft_test"])  # CRAFT not fetched
+    assert not mirror_stands_in(mirror, str(own), ["craft_test"])  # a user's own export, whatever the datasets
+    assert not mirror_stands_in(mirror, str(own), [])
+    assert not mirror_stands_in(mirror, str(tmp_path / "absent.jsonl"), [])  # no CRAFT dataset asked
+    assert not mirror_stands_in(mirror, str(FIXTURE), ["craft_test", "my_notes"])
+    assert not mirror_stands_in(tmp_path / "nowhere", str(FIXTURE), ["craft_test"])
+    assert not mirror_stands_in(None, str(FIXTURE), ["craft_test"])
 
 
 def test_craft_source_refuses_a_checkout_at_another_commit(tmp_path):

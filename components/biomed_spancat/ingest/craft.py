@@ -10,12 +10,12 @@ exactly the mirror's tasks (tests/test_ingest_knowtator.py).
 
 import subprocess
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from .knowtator import is_knowtator_corpus
 from .tasks import IngestError
 
-__all__ = ["CRAFT_REPO", "CRAFT_TAG", "CRAFT_COMMIT", "CRAFT_DATASETS", "craft_source", "git_commit"]
+__all__ = ["CRAFT_REPO", "CRAFT_TAG", "CRAFT_COMMIT", "CRAFT_DATASETS", "craft_source", "mirror_stands_in", "git_commit"]
 
 CRAFT_REPO = "https://github.com/UCDenver-ccp/CRAFT"
 CRAFT_TAG = "v5.0.2"
@@ -68,3 +68,21 @@ def craft_source(mirror: Optional[Path], corpus: Path, commit: Optional[str] = C
             "remove the folder and run `weasel assets` again"
         )
     return str(corpus), "knowtator"
+
+
+def mirror_stands_in(mirror: Optional[Path], source: str, datasets: Sequence[str]) -> bool:
+    """Whether the mirror may be read in place of `source`: only when the
+    source is CRAFT itself (its fetched corpus, or nothing yet at that path)
+    and every dataset asked is one of CRAFT's. A user's own export is read as
+    given, whatever mirror lies beside the project.
+
+    mirror (Optional[Path]): A folder with craft_{train,dev,test}.jsonl; None to skip.
+    source (str): The source the command was given.
+    datasets (Sequence[str]): The datasets asked of it.
+    RETURNS (bool): True to read the mirror instead.
+    """
+    if mirror is None or not _is_mirror(Path(mirror)) or not datasets:
+        return False
+    if not set(datasets) <= set(CRAFT_DATASETS.values()):
+        return False
+    return not Path(source).exists() or is_knowtator_corpus(source)

@@ -73,7 +73,17 @@ def _read_tasks(source: str, fmt: Optional[str], datasets: Sequence[str] = ()) -
     from ..assist.records import _ingest
 
     ConvertOptions, IngestError, resolve_sources, iter_sources = _ingest()
+    from ..ingest.readers import get_reader, redact_url
+
     try:
+        reader = get_reader(source, fmt)
+        if datasets and reader.list_datasets is None:
+            # convert's own advice (eval data as a path) does not fit here: the source is the path
+            raise AssistError(
+                f"{redact_url(source)} is a single {reader.name} export, which holds no datasets, but datasets "
+                f"{', '.join(repr(d) for d in datasets)} were asked of it: name none "
+                '(--datasets "", in weasel --vars.uptrain_heldout_datasets "")'
+            )
         plan, _ = resolve_sources([source], ConvertOptions(fmt=fmt, datasets=list(datasets)))
         yield from iter_sources(plan, ConvertOptions().read, fmt)
     except IngestError as err:
