@@ -82,7 +82,7 @@ def test_disjoint_labels_stop_the_conversion_and_name_both_sets(tmp_path):
 
 
 def test_disjoint_labels_exit_non_zero_from_the_cli(tmp_path):
-    from test_ingest_convert import cli
+    from conftest import convert_cli as cli
 
     train = write(tmp_path / "train.jsonl", drug_tasks("t", 4))
     dev = write(tmp_path / "dev.jsonl", drug_tasks("d", 2, labels=("CHEBI", "PR")))
@@ -92,7 +92,7 @@ def test_disjoint_labels_exit_non_zero_from_the_cli(tmp_path):
 
 
 def test_partly_disjoint_labels_are_warned_in_report_and_output(tmp_path):
-    from test_ingest_convert import cli
+    from conftest import convert_cli as cli
 
     train = write(tmp_path / "train.jsonl", drug_tasks("t", 4) + [task("t9", "Known asthma", [(1, 2, "DISEASE")])])
     dev = write(tmp_path / "dev.jsonl", drug_tasks("d", 2, labels=("DRUG", "ROUTE")))

@@ -64,7 +64,7 @@ def test_sessions_skipped_and_eval_datasets(pg_server, tmp_path):
 
 
 def test_password_is_never_printed_or_written(pg_server, tmp_path):
-    from test_ingest_convert import cli
+    from conftest import convert_cli as cli
 
     secrets = (PASSWORD, quote(PASSWORD, safe=""))
     result = cli(pg_server["url"], tmp_path, "--datasets", "limbs,broken", "--eval-split", "0")

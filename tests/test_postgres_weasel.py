@@ -104,7 +104,7 @@ def test_unset_variable_and_wrong_password_fail_clearly(pg_server, project):
 
 
 def test_a_password_on_the_command_line_is_warned_about(pg_server, tmp_path):
-    from test_ingest_convert import cli
+    from conftest import convert_cli as cli
 
     result = cli(pg_server["url"], tmp_path, "--datasets", DATASETS)
     assert result.exit_code == 0, result.output

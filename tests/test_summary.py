@@ -11,7 +11,7 @@ import pytest
 from biomed_spancat.steps import record_step
 from biomed_spancat.summary import build_summary, format_seconds, format_summary
 
-from test_report import make_case
+from report_cases import make_case
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["fetch-transformer", "convert", "train", "evaluate-package", "stage-hub"]
