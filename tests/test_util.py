@@ -1,5 +1,5 @@
 """The helpers every step shares (biomed_spancat.util): one loader, one
-device switch, one DocBin reader, one JSON writer, one percentage format,
+device switch, one DocBin reader, one JSON writer, one folder writer, one percentage format,
 each with one exception type for its failure."""
 import importlib.util
 import json
@@ -16,6 +16,7 @@ from biomed_spancat.util import (
     pct,
     read_docs,
     use_device,
+    write_dir,
     write_json,
 )
 
@@ -81,6 +82,28 @@ def test_write_json_is_atomic_and_creates_folders(tmp_path):
     assert path.read_text(encoding="utf8") == '{\n  "a": "é",\n  "b": [\n    1,\n    2\n  ]\n}\n'
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]  # no temp file left behind
     assert json.loads(path.read_text(encoding="utf8")) == {"a": "é", "b": [1, 2]}
+
+
+def test_write_dir_swaps_in_a_whole_folder_or_leaves_the_old_one(tmp_path):
+    out = tmp_path / "deep" / "out"
+
+    def files(names):
+        return lambda folder: [(folder / n).write_text(n) for n in names]
+
+    assert write_dir(out, files(["a", "b"])) == out
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b"]
+    assert out.stat().st_mode & 0o777 == 0o755
+    write_dir(out, files(["c"]))
+    assert [p.name for p in out.iterdir()] == ["c"]  # nothing stale survives
+
+    def fails(folder):
+        (folder / "half").write_text("x")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_dir(out, fails)
+    assert [p.name for p in out.iterdir()] == ["c"] and (out / "c").read_text() == "c"
+    assert [p.name for p in out.parent.iterdir()] == ["out"]  # no temporary folder left
 
 
 @pytest.mark.parametrize("share,digits,expected", [(0.7142, 1, "71.4"), (1.0, 1, "100.0"), (0.5, 0, "50"), (None, 1, "—")])

@@ -1,6 +1,6 @@
 """Helpers used across the project's library, one home each: choosing the
 device, loading a pipeline and finding its span categorizer, reading a
-DocBin, writing JSON, formatting a share.
+DocBin, writing JSON or a whole folder, formatting a share.
 
 Failures and their one exception type each:
 
@@ -16,8 +16,10 @@ Project tooling: a packaged pipeline never imports this module.
 """
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import spacy
 from spacy.language import Language
@@ -36,6 +38,7 @@ __all__ = [
     "read_docs",
     "read_json_object",
     "write_json",
+    "write_dir",
     "pct",
 ]
 
@@ -224,6 +227,34 @@ def write_json(data: Any, path: PathLike) -> Path:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
     os.replace(tmp, path)
+    return path
+
+
+def write_dir(path: PathLike, write: Callable[[Path], None]) -> Path:
+    """Build a folder from scratch in a temporary sibling and swap it in for
+    `path`: nothing stale survives, and a failure (of `write` or the swap)
+    leaves the previous folder as it was and no temporary folder behind.
+
+    path (PathLike): The folder to write; its parent is created.
+    write (Callable[[Path], None]): Fills the (empty, existing) folder it is given.
+    RETURNS (Path): `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        write(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the written folder is an ordinary one
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return path
 
 

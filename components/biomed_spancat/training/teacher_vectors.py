@@ -18,8 +18,6 @@ The table is keyed by hash only: no word strings are written with it.
 
 Project tooling: a packaged pipeline never imports this module.
 """
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Union
 
@@ -28,6 +26,8 @@ import spacy
 from spacy.attrs import ORTH
 from spacy.tokens import Doc
 from spacy.vectors import Vectors
+
+from ..util import write_dir
 
 __all__ = ["TokenVectorMeans", "teacher_token_vectors"]
 
@@ -123,13 +123,7 @@ class TokenVectorMeans:
         RETURNS (Dict[str, Any]): Where, how many words and tokens, the width.
         """
         vectors = self.to_vectors(width)
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
         nlp = spacy.blank(lang)
         nlp.vocab.vectors = vectors
-        nlp.to_disk(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        path = write_dir(path, nlp.to_disk)
         return {"path": str(path), "words": len(self), "tokens": self.tokens, "width": int(vectors.shape[1])}

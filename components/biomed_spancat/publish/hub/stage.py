@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Optional
 
+from ...util import write_dir
 from .card import EXAMPLE_TEXT, CardExample, build_card, install_url, parse_card, plot_per_label_f
 from .inputs import (
     CARD_NAME,
@@ -133,24 +134,12 @@ def stage_hub(
     example = run_example(wheel, package_name(meta), spancat["spans_key"], example_text)
     card = build_card(meta, cm, spancat=spancat, repo_id=repo_id, wheel_name=wheel.name,
                       license_id=license_id, endpoint=endpoint, threshold_record=record, example=example)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        (tmp / CARD_NAME).write_text(card, encoding="utf8")
-        shutil.copy2(wheel, tmp / wheel.name)
-        plot_per_label_f(cm, labels, tmp / CHART_NAME)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the staged folder is an ordinary one
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / out_dir.name)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    def write(folder: Path) -> None:
+        (folder / CARD_NAME).write_text(card, encoding="utf8")
+        shutil.copy2(wheel, folder / wheel.name)
+        plot_per_label_f(cm, labels, folder / CHART_NAME)
+
+    out_dir = write_dir(out_dir, write)
     return StagedFolder(out_dir, out_dir / CARD_NAME, out_dir / wheel.name, out_dir / CHART_NAME)
 
 
