@@ -38,11 +38,24 @@ def main(
         )
     except AssistError as err:
         msg.fail("split-heldout failed", str(err), exits=1)
-    docs, tasks = report["documents"], report["tasks"]
+    docs, tasks, texts, test = report["documents"], report["tasks"], report["unlabelled_texts"], report["test_convert"]
     msg.good(
-        f"{source}: {docs['unlabelled']} documents ({tasks['unlabelled']} texts) -> {report['outputs']['unlabelled']}; "
-        f"{docs['test']} documents ({tasks['test']} tasks, {report['test_convert']['kept']} kept) -> {report['outputs']['test']}"
+        f"{source}: {docs['unlabelled']} documents ({tasks['unlabelled']} tasks, {texts['written']} distinct texts) -> "
+        f"{report['outputs']['unlabelled']}; {docs['test']} documents ({tasks['test']} tasks, {test['kept']} kept) -> "
+        f"{report['outputs']['test']}"
     )
+    if report["unreadable"]:
+        msg.warn(
+            f"{report['unreadable']} record(s) not read {report['unreadable_by_reason']}",
+            "\n".join(report["unreadable_examples"]),
+        )
+    if texts["duplicates"] or texts["no_text"]:
+        msg.info(f"unlabelled half: {texts['duplicates']} repeated text(s) written once, {texts['no_text']} without text")
+    if test["rejected"] or test["merged"] or test["duplicates"]:
+        msg.info(
+            f"test half: {test['read']} tasks = {test['kept']} kept + {test['rejected']} rejected "
+            f"{test['rejected_by_reason']} + {test['merged']} merged + {test['duplicates']} duplicates"
+        )
     extra = report["more_text"]
     if more:
         msg.good(
@@ -50,6 +63,8 @@ def main(
         )
     if extra["in_test"]:
         msg.warn(f"more text: {extra['in_test']} text(s) equal to test texts left out")
+    if extra["duplicates"]:
+        msg.info(f"more text: {extra['duplicates']} text(s) already among the unlabelled texts left out")
     if extra["rejected"]:
         msg.warn(f"more text: {extra['rejected']} record(s) rejected {extra['rejected_by_reason']}", "\n".join(extra["examples"]))
 

@@ -621,6 +621,53 @@ def test_split_heldout_by_document(tmp_path):
         assert (doc_id in unl_docs) != all(t in texts for t, _ in paras)
 
 
+def test_split_heldout_writes_each_text_once_and_accounts_for_every_task(tmp_path):
+    """A second annotator's version of a text, a task without text and more text
+    repeating a held-out text: each distinct text is unlabelled text once."""
+    from biomed_spancat.training.uptrain import split_heldout
+
+    tasks = [make_task(text, spans, doc_id, i) for doc_id, paras in DOCS for i, (text, spans) in enumerate(paras)]
+    tasks.append(dict(tasks[0], _annotator_id="second"))  # d1 again, another annotator
+    tasks.append({"meta": {"doc_id": "d1"}, "spans": [], "answer": "accept"})
+    export = write_jsonl(tmp_path / "heldout.jsonl", tasks)
+    report = split_heldout(str(export), tmp_path / "out", share=0.5, seed=0, more_text=[str(_more_text(tmp_path)[1])])
+    unlabelled = [json.loads(line) for line in (tmp_path / "out" / "unlabelled.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in unlabelled]
+    assert len(texts) == len(set(texts))
+    if report["documents"]["unlabelled"] and "d1" in {r["meta"].get("doc_id") for r in unlabelled}:
+        assert report["tasks"]["unlabelled"] == 6 and report["unlabelled_texts"] == {"written": 4, "duplicates": 1, "no_text": 1}
+    else:  # d1 went to the test half: convert merges the two versions
+        assert report["test_convert"]["merged"] == 1
+    ledger = report["unlabelled_texts"]
+    assert report["tasks"]["unlabelled"] == ledger["written"] + ledger["duplicates"] + ledger["no_text"]
+    assert report["tasks"]["unlabelled"] + report["tasks"]["test"] + report["unreadable"] == len(tasks)
+    more = report["more_text"]
+    assert more["read"] == more["kept"] + more["in_test"] + more["duplicates"] + more["rejected"]
+
+
+def test_split_heldout_of_a_label_studio_export_accounts_for_every_record(tmp_path):
+    """Label Studio's export (tests/data/bridges): a text annotated twice, a
+    cancelled annotation, a prediction, a task without annotation, an edited text."""
+    from biomed_spancat.training.uptrain import split_heldout
+
+    export = Path(__file__).parent / "data" / "bridges" / "labelstudio_export.json"
+    report = split_heldout(str(export), tmp_path / "out", share=0.5, seed=0)
+    assert report["unreadable"] == 4 and report["unreadable_by_reason"] == {
+        "labelstudio_cancelled": 1, "labelstudio_prediction": 1, "labelstudio_no_annotation": 1, "bad_spans": 1,
+    }
+    assert report["unreadable_examples"][0].endswith("labelstudio_export.json:2: task 1 annotation 13 by labelstudio:6e0590950a: cancelled (skipped)")
+    assert report["documents"] == {"unlabelled": 2, "test": 2}
+    assert report["tasks"] == {"unlabelled": 3, "test": 3}
+    assert report["unlabelled_texts"] == {"written": 2, "duplicates": 1, "no_text": 0}
+    assert report["test_convert"] == {
+        "read": 3, "kept": 2, "rejected": 0, "merged": 1, "duplicates": 0, "rejected_by_reason": {},
+    }
+    # every record the reader gave: what convert reads of the whole export
+    assert report["tasks"]["unlabelled"] + report["tasks"]["test"] + report["unreadable"] == 10
+    lines = (tmp_path / "out" / "unlabelled.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and len({json.loads(line)["text"] for line in lines}) == 2
+
+
 def test_split_heldout_needs_two_documents(tmp_path):
     from biomed_spancat.training.uptrain import split_heldout
 
@@ -652,22 +699,19 @@ def test_split_heldout_appends_more_text_and_accounts_for_every_record(tmp_path)
     assert report["tasks"] == {"unlabelled": 4, "test": 4}  # the held-out split is unchanged
     test_texts = {d.text for d in DocBin().from_disk(tmp_path / "out" / "test.spacy").get_docs(spacy.blank("en").vocab)}
     more = report["more_text"]
-    # 5 + 2 + 2 records read: each document's first paragraph is kept when it is
-    # unlabelled text, left out when it is a test text (2 documents each way)
-    assert {k: more[k] for k in ("read", "kept", "in_test", "rejected", "rejected_by_reason")} == {
-        "read": 9, "kept": 5, "in_test": 2, "rejected": 2, "rejected_by_reason": {"bad_encoding": 1, "missing_text": 1},
+    # 5 + 2 + 2 records read: each document's first paragraph is already there when
+    # it is unlabelled text, left out when it is a test text (2 documents each way)
+    assert {k: more[k] for k in ("read", "kept", "in_test", "duplicates", "rejected", "rejected_by_reason")} == {
+        "read": 9, "kept": 3, "in_test": 2, "duplicates": 2, "rejected": 2,
+        "rejected_by_reason": {"bad_encoding": 1, "missing_text": 1},
     }
     assert more["sources"] == sources
-    assert more["words"] == sum(len(t.split()) for t in NEW_TEXTS[:3]) + sum(
-        len(paras[0][0].split()) for _, paras in DOCS if paras[0][0] not in test_texts
-    )
+    assert more["words"] == sum(len(t.split()) for t in NEW_TEXTS[:3])
     assert more["examples"][0] == f"{sources[0]}/b.txt:1: not valid UTF-8 (byte 0xff at offset 0)"
     assert "extra.jsonl" in more["examples"][1] and "no 'text'" in more["examples"][1]
     records = [json.loads(line) for line in (tmp_path / "out" / "unlabelled.jsonl").read_text().splitlines()]
     added = records[4:]
-    assert [r["text"] for r in added] == [NEW_TEXTS[0]] + [
-        paras[0][0] for _, paras in DOCS if paras[0][0] not in test_texts
-    ] + [NEW_TEXTS[1], NEW_TEXTS[2]]
+    assert [r["text"] for r in added] == NEW_TEXTS[:3]
     assert not test_texts & {r["text"] for r in records}
     assert added[0]["meta"] == {"doc_id": "a", "file": f"{sources[0]}/a.txt", "line": 1}
     assert added[-1]["meta"] == {"pmid": "1"} and all(set(r) == {"text", "meta"} for r in added)
@@ -698,8 +742,9 @@ def test_split_heldout_script_says_what_the_more_text_gave(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())  # wasabi wraps long lines
-    assert "more text: 5 of 9 texts" in out
+    assert "more text: 3 of 9 texts" in out
     assert "more text: 2 text(s) equal to test texts left out" in out
+    assert "more text: 2 text(s) already among the unlabelled texts left out" in out
     assert "more text: 2 record(s) rejected {'bad_encoding': 1, 'missing_text': 1}" in out
     assert "b.txt:1: not valid UTF-8" in out
     bad = tmp_path / "bad.txt"

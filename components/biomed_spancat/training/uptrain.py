@@ -105,13 +105,18 @@ def split_heldout(
     Documents (meta `doc_id`, else the single task) are assigned with the
     ingestion's seeded document split, so paragraphs of one article never
     straddle the halves. Reads the source twice and holds only the
-    per-document task counts.
+    per-document task counts. The unlabelled text holds each distinct text
+    once (an export repeats a text per annotator or answer; `unlabelled_texts`
+    counts what was written, repeated, or had no text); records the reader
+    cannot use are counted by reason (`unreadable_by_reason`, first few
+    `unreadable_examples`), and the test half's conversion keeps convert's
+    own account (`test_convert`).
 
     More unlabelled text (`more_text`, e.g. abstracts of the same field) is
     appended to unlabelled.jsonl after the held-out half: text and meta only,
     tokenized by each pipeline that reads it. A text equal to one of the test
-    half's is left out and counted (`in_test`), as are records that cannot be
-    used (`rejected_by_reason`, with the first few `examples`); `words` counts
+    half's is left out and counted (`in_test`), as is one already written
+    (`duplicates`) and records that cannot be used (`rejected_by_reason`, with the first few `examples`); `words` counts
     the kept texts' words split at whitespace (the teacher's reports count tokens).
 
     source (str): A held-out export (e.g. CRAFT's test split), any format `convert` reads.
@@ -138,10 +143,13 @@ def split_heldout(
         raise AssistError(f"the unlabelled share must be in (0, 1), got {share}")
     output_dir = Path(output_dir)
     sizes: Dict[str, int] = {}
-    unreadable = 0
+    unreadable: Dict[str, Any] = {"count": 0, "by_reason": {}, "examples": []}
     for task in _read_tasks(source, fmt, datasets):
         if task.data is None:
-            unreadable += 1
+            unreadable["count"] += 1
+            unreadable["by_reason"][task.reason] = unreadable["by_reason"].get(task.reason, 0) + 1
+            if len(unreadable["examples"]) < MORE_TEXT_EXAMPLES:
+                unreadable["examples"].append(f"{task.origin}: {task.error}")
             continue
         key = _doc_key(task.data)
         sizes[key] = sizes.get(key, 0) + 1
@@ -158,6 +166,9 @@ def split_heldout(
         docs["unlabelled" if assignment.get(key) == "unlabelled" else "test"] += 1
     unlabelled_path = output_dir / "unlabelled.jsonl"
     test_texts = set()
+    # One record per distinct text: an export holds a text once per annotator or answer
+    written: set = set()
+    texts = {"written": 0, "duplicates": 0, "no_text": 0}
     with tempfile.TemporaryDirectory(prefix=".heldout-", dir=output_dir) as tmp:
         test_jsonl = Path(tmp) / "test.jsonl"
         tmp_unlabelled = Path(tmp) / "unlabelled.jsonl"
@@ -166,16 +177,23 @@ def split_heldout(
                 if task.data is None:
                     continue
                 if assignment.get(_doc_key(task.data)) == "unlabelled":
-                    # Only the text and where it came from: no spans, answer or tokens.
-                    record = {"text": task.data.get("text"), "meta": task.data.get("meta") or {}}
-                    unl.write(json.dumps(record, ensure_ascii=False) + "\n")
                     counts["unlabelled"] += 1
+                    text = task.data.get("text")
+                    if not isinstance(text, str) or not text.strip():
+                        texts["no_text"] += 1
+                    elif input_hash(text) in written:
+                        texts["duplicates"] += 1
+                    else:
+                        # Only the text and where it came from: no spans, answer or tokens.
+                        written.add(input_hash(text))
+                        unl.write(json.dumps({"text": text, "meta": task.data.get("meta") or {}}, ensure_ascii=False) + "\n")
+                        texts["written"] += 1
                 else:
                     tst.write(json.dumps(task.data, ensure_ascii=False) + "\n")
                     counts["test"] += 1
                     if isinstance(task.data.get("text"), str):
                         test_texts.add(input_hash(task.data["text"]))
-            more = _append_more_text(more_text, unl, test_texts)
+            more = _append_more_text(more_text, unl, test_texts, written)
         try:
             converted = convert([str(test_jsonl)], Path(tmp) / "test", ConvertOptions(eval_split=0.0, spans_key=spans_key))
         except IngestError as err:
@@ -189,13 +207,14 @@ def split_heldout(
         "seed": seed,
         "documents": docs,
         "tasks": counts,
-        "unreadable": unreadable,
+        "unlabelled_texts": texts,
+        "unreadable": unreadable["count"],
+        "unreadable_by_reason": unreadable["by_reason"],
+        "unreadable_examples": unreadable["examples"],
         "more_text": more,
+        # convert's own account: read = kept + rejected + merged (annotators' versions joined) + duplicates
         "test_convert": {
-            "read": converted.get("read"),
-            "kept": converted.get("kept"),
-            "rejected": converted.get("rejected"),
-            "rejected_by_reason": converted.get("rejected_by_reason"),
+            key: converted.get(key) for key in ("read", "kept", "rejected", "merged", "duplicates", "rejected_by_reason")
         },
         "outputs": {
             "unlabelled": str(unlabelled_path),
@@ -207,12 +226,13 @@ def split_heldout(
     return report
 
 
-def _append_more_text(sources: Sequence[str], out: Any, test_texts: set) -> Dict[str, Any]:
+def _append_more_text(sources: Sequence[str], out: Any, test_texts: set, written: set) -> Dict[str, Any]:
     """Write the usable records of `sources` to the open unlabelled JSONL `out`,
-    leaving out texts equal to a test text (input hashes in `test_texts`).
-    RETURNS the account: read = kept + in_test + rejected."""
+    leaving out texts equal to a test text (input hashes in `test_texts`) and
+    texts already written (input hashes in `written`, which grows).
+    RETURNS the account: read = kept + in_test + duplicates + rejected."""
     account: Dict[str, Any] = {
-        "sources": list(sources), "read": 0, "kept": 0, "words": 0, "in_test": 0,
+        "sources": list(sources), "read": 0, "kept": 0, "words": 0, "in_test": 0, "duplicates": 0,
         "rejected": 0, "rejected_by_reason": {}, "examples": [],
     }
     for record in iter_records(sources) if sources else ():
@@ -225,12 +245,17 @@ def _append_more_text(sources: Sequence[str], out: Any, test_texts: set) -> Dict
                 account["examples"].append(f"{record.origin}: {record.detail}")
         elif input_hash(record.text) in test_texts:
             account["in_test"] += 1
+        elif input_hash(record.text) in written:
+            account["duplicates"] += 1
         else:
+            written.add(input_hash(record.text))
             out.write(json.dumps({"text": record.text, "meta": record.meta}, ensure_ascii=False) + "\n")
             account["kept"] += 1
             account["words"] += len(record.text.split())
     if sources and not account["kept"]:
-        why = "; ".join(account["examples"]) or f"{account['in_test']} text(s), all equal to test texts"
+        why = "; ".join(account["examples"]) or (
+            f"{account['in_test']} equal to test texts, {account['duplicates']} already among the unlabelled texts"
+        )
         raise AssistError(f"{', '.join(sources)}: no usable text ({account['read']} record(s) read): {why}")
     return account
 
