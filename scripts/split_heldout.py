@@ -49,8 +49,11 @@ def main(
             f"{report['unreadable']} record(s) not read {report['unreadable_by_reason']}",
             "\n".join(report["unreadable_examples"]),
         )
-    if texts["duplicates"] or texts["no_text"]:
-        msg.info(f"unlabelled half: {texts['duplicates']} repeated text(s) written once, {texts['no_text']} without text")
+    if texts["duplicates"] or texts["in_test"] or texts["no_text"]:
+        msg.info(
+            f"unlabelled half: {texts['duplicates']} repeated text(s) written once, {texts['in_test']} equal to "
+            f"test texts left out, {texts['no_text']} without text"
+        )
     if test["rejected"] or test["merged"] or test["duplicates"]:
         msg.info(
             f"test half: {test['read']} tasks = {test['kept']} kept + {test['rejected']} rejected "

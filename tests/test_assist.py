@@ -621,28 +621,32 @@ def test_split_heldout_by_document(tmp_path):
         assert (doc_id in unl_docs) != all(t in texts for t, _ in paras)
 
 
-def test_split_heldout_writes_each_text_once_and_accounts_for_every_task(tmp_path):
-    """A second annotator's version of a text, a task without text and more text
-    repeating a held-out text: each distinct text is unlabelled text once."""
+def test_split_heldout_writes_each_text_once_and_no_test_text(tmp_path):
+    """A second annotator's version of a text, a task without text, a heading
+    every document shares, more text repeating a held-out text: each distinct
+    text is unlabelled text once, and a test text never (seed 0 puts d1 and d3
+    in the unlabelled half)."""
     from biomed_spancat.training.uptrain import split_heldout
 
     tasks = [make_task(text, spans, doc_id, i) for doc_id, paras in DOCS for i, (text, spans) in enumerate(paras)]
-    tasks.append(dict(tasks[0], _annotator_id="second"))  # d1 again, another annotator
+    tasks.append(dict(tasks[0], _annotator_id="second"))  # d1's first paragraph again, another annotator
     tasks.append({"meta": {"doc_id": "d1"}, "spans": [], "answer": "accept"})
-    export = write_jsonl(tmp_path / "heldout.jsonl", tasks)
-    report = split_heldout(str(export), tmp_path / "out", share=0.5, seed=0, more_text=[str(_more_text(tmp_path)[1])])
+    tasks += [make_task("Results", [], doc_id, 9) for doc_id, _ in DOCS]
+    more = write_jsonl(tmp_path / "more.jsonl", [{"text": t} for t in (DOCS[0][1][1][0], NEW_TEXTS[0], NEW_TEXTS[0])])
+    report = split_heldout(str(write_jsonl(tmp_path / "heldout.jsonl", tasks)), tmp_path / "out", share=0.5, seed=0,
+                           more_text=[str(more)])
     unlabelled = [json.loads(line) for line in (tmp_path / "out" / "unlabelled.jsonl").read_text().splitlines()]
-    texts = [r["text"] for r in unlabelled]
-    assert len(texts) == len(set(texts))
-    if report["documents"]["unlabelled"] and "d1" in {r["meta"].get("doc_id") for r in unlabelled}:
-        assert report["tasks"]["unlabelled"] == 6 and report["unlabelled_texts"] == {"written": 4, "duplicates": 1, "no_text": 1}
-    else:  # d1 went to the test half: convert merges the two versions
-        assert report["test_convert"]["merged"] == 1
-    ledger = report["unlabelled_texts"]
-    assert report["tasks"]["unlabelled"] == ledger["written"] + ledger["duplicates"] + ledger["no_text"]
-    assert report["tasks"]["unlabelled"] + report["tasks"]["test"] + report["unreadable"] == len(tasks)
-    more = report["more_text"]
-    assert more["read"] == more["kept"] + more["in_test"] + more["duplicates"] + more["rejected"]
+    assert [(r["meta"].get("doc_id"), r["text"]) for r in unlabelled] == [
+        ("d1", DOCS[0][1][0][0]), ("d1", DOCS[0][1][1][0]), ("d3", DOCS[2][1][0][0]), ("d3", DOCS[2][1][1][0]),
+        (None, NEW_TEXTS[0]),
+    ]
+    assert report["tasks"] == {"unlabelled": 8, "test": 6}
+    assert report["unlabelled_texts"] == {"written": 4, "duplicates": 1, "in_test": 2, "no_text": 1}
+    assert {k: report["more_text"][k] for k in ("read", "kept", "in_test", "duplicates", "rejected")} == {
+        "read": 3, "kept": 1, "in_test": 0, "duplicates": 2, "rejected": 0,
+    }
+    test_texts = [d.text for d in DocBin().from_disk(tmp_path / "out" / "test.spacy").get_docs(spacy.blank("en").vocab)]
+    assert sorted(test_texts).count("Results") == 2 and len(test_texts) == 6
 
 
 def test_split_heldout_of_a_label_studio_export_accounts_for_every_record(tmp_path):
@@ -658,7 +662,7 @@ def test_split_heldout_of_a_label_studio_export_accounts_for_every_record(tmp_pa
     assert report["unreadable_examples"][0].endswith("labelstudio_export.json:2: task 1 annotation 13 by labelstudio:6e0590950a: cancelled (skipped)")
     assert report["documents"] == {"unlabelled": 2, "test": 2}
     assert report["tasks"] == {"unlabelled": 3, "test": 3}
-    assert report["unlabelled_texts"] == {"written": 2, "duplicates": 1, "no_text": 0}
+    assert report["unlabelled_texts"] == {"written": 2, "duplicates": 1, "in_test": 0, "no_text": 0}
     assert report["test_convert"] == {
         "read": 3, "kept": 2, "rejected": 0, "merged": 1, "duplicates": 0, "rejected_by_reason": {},
     }

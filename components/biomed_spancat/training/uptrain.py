@@ -105,19 +105,21 @@ def split_heldout(
     Documents (meta `doc_id`, else the single task) are assigned with the
     ingestion's seeded document split, so paragraphs of one article never
     straddle the halves. Reads the source twice and holds only the
-    per-document task counts. The unlabelled text holds each distinct text
-    once (an export repeats a text per annotator or answer; `unlabelled_texts`
-    counts what was written, repeated, or had no text); records the reader
-    cannot use are counted by reason (`unreadable_by_reason`, first few
-    `unreadable_examples`), and the test half's conversion keeps convert's
-    own account (`test_convert`).
+    per-document task counts and one hash per text. The unlabelled text holds
+    each distinct text once (an export repeats a text per annotator or answer)
+    and no text of the test half (headings, boilerplate shared across
+    documents); `unlabelled_texts` counts what was written, repeated, in the
+    test half, or had no text. Records the reader cannot use are counted by
+    reason (`unreadable_by_reason`, first few `unreadable_examples`), and the
+    test half's conversion keeps convert's own account (`test_convert`).
 
     More unlabelled text (`more_text`, e.g. abstracts of the same field) is
     appended to unlabelled.jsonl after the held-out half: text and meta only,
     tokenized by each pipeline that reads it. A text equal to one of the test
     half's is left out and counted (`in_test`), as is one already written
-    (`duplicates`) and records that cannot be used (`rejected_by_reason`, with the first few `examples`); `words` counts
-    the kept texts' words split at whitespace (the teacher's reports count tokens).
+    (`duplicates`) and records that cannot be used (`rejected_by_reason`, with
+    the first few `examples`); `words` counts the kept texts' words split at
+    whitespace (the teacher's reports count tokens).
 
     source (str): A held-out export (e.g. CRAFT's test split), any format `convert` reads.
     output_dir (PathLike): Gets unlabelled.jsonl (text + meta only), test.spacy
@@ -143,6 +145,7 @@ def split_heldout(
         raise AssistError(f"the unlabelled share must be in (0, 1), got {share}")
     output_dir = Path(output_dir)
     sizes: Dict[str, int] = {}
+    text_keys: List[Tuple[int, str]] = []  # (input hash, document) of every text, to know the test texts up front
     unreadable: Dict[str, Any] = {"count": 0, "by_reason": {}, "examples": []}
     for task in _read_tasks(source, fmt, datasets):
         if task.data is None:
@@ -153,6 +156,8 @@ def split_heldout(
             continue
         key = _doc_key(task.data)
         sizes[key] = sizes.get(key, 0) + 1
+        if isinstance(task.data.get("text"), str):
+            text_keys.append((input_hash(task.data["text"]), key))
     if len(sizes) < 2:
         raise AssistError(
             f"{source}: {len(sizes)} document(s); splitting into unlabelled text and test data needs at least 2 "
@@ -165,10 +170,13 @@ def split_heldout(
     for key in sizes:
         docs["unlabelled" if assignment.get(key) == "unlabelled" else "test"] += 1
     unlabelled_path = output_dir / "unlabelled.jsonl"
-    test_texts = set()
-    # One record per distinct text: an export holds a text once per annotator or answer
+    # A text of a test document is never unlabelled text, even in another document
+    # (headings, boilerplate); and each distinct text is written once (an export
+    # holds a text once per annotator or answer)
+    test_texts = {h for h, key in text_keys if assignment.get(key) != "unlabelled"}
+    del text_keys
     written: set = set()
-    texts = {"written": 0, "duplicates": 0, "no_text": 0}
+    texts = {"written": 0, "duplicates": 0, "in_test": 0, "no_text": 0}
     with tempfile.TemporaryDirectory(prefix=".heldout-", dir=output_dir) as tmp:
         test_jsonl = Path(tmp) / "test.jsonl"
         tmp_unlabelled = Path(tmp) / "unlabelled.jsonl"
@@ -181,6 +189,8 @@ def split_heldout(
                     text = task.data.get("text")
                     if not isinstance(text, str) or not text.strip():
                         texts["no_text"] += 1
+                    elif input_hash(text) in test_texts:
+                        texts["in_test"] += 1
                     elif input_hash(text) in written:
                         texts["duplicates"] += 1
                     else:
@@ -191,8 +201,6 @@ def split_heldout(
                 else:
                     tst.write(json.dumps(task.data, ensure_ascii=False) + "\n")
                     counts["test"] += 1
-                    if isinstance(task.data.get("text"), str):
-                        test_texts.add(input_hash(task.data["text"]))
             more = _append_more_text(more_text, unl, test_texts, written)
         try:
             converted = convert([str(test_jsonl)], Path(tmp) / "test", ConvertOptions(eval_split=0.0, spans_key=spans_key))
