@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 # Shared fixtures: the Hub tests' (a real tiny wheel, its metrics, the local Hub), the
-# PostgreSQL tests' throwaway server, and a tiny trained spancat on disk
-pytest_plugins = ["hub_fixtures", "pg_fixtures", "spancat_fixtures"]
+# PostgreSQL tests' throwaway server, a tiny trained spancat on disk, and the assisted
+# annotation and uptraining tests' tiny teacher
+pytest_plugins = ["hub_fixtures", "pg_fixtures", "spancat_fixtures", "assist_fixtures"]
 
 # No __pycache__ in components/: project.yml hashes its folders as deps (scripts/__init__.py does the same)
 sys.dont_write_bytecode = True
