@@ -242,7 +242,8 @@ def test_short_uptraining_run(tmp_path, teacher):
     docs = gold_docs(vocab)
     DocBin(docs=docs[:6]).to_disk(tmp_path / "train.spacy")
     DocBin(docs=docs[6:]).to_disk(tmp_path / "dev.spacy")
-    extra = [("e1", [(t, []) for t in NEW_TEXTS[:3]]), ("e2", [(t, []) for t in NEW_TEXTS[3:]])]
+    # e2 is the test half (seed 0); its PROTEIN span has a label no model was trained on
+    extra = [("e1", [(t, []) for t in NEW_TEXTS[:3]]), ("e2", [(NEW_TEXTS[3], []), (NEW_TEXTS[4], [("BMP2", "PROTEIN")])])]
     split_heldout(str(_export(tmp_path / "heldout.jsonl", extra)), tmp_path / "heldout", share=0.5)
     # As the workflow does: the CPU model's suggester is learned from the gold spans, once, for both runs
     fit_suggester_config(tmp_path / "train.spacy", CNN_CONFIG, tmp_path / "cpu_config.cfg", "sc", 0.999)
@@ -278,6 +279,11 @@ def test_short_uptraining_run(tmp_path, teacher):
     assert table.splitlines()[0] == "| model | dev spans F | test spans F | CPU words/sec |"
     assert len([l for l in table.splitlines() if l.startswith("| ")]) == 4
     assert "Target met: **" in table
+    for role in ("transformer", "cpu_gold", "cpu_uptrained"):
+        assert result["models"][role]["scores"]["test"]["labels_unknown"] == ["PROTEIN"]
+        assert result["models"][role]["scores"]["dev"]["labels_unknown"] == []
+    label = result["models"]["cpu_gold"]["label"]
+    assert f"test data: PROTEIN unknown to {label} (not trained on, never found)." in table.splitlines()
 
 
 def test_measure_pipeline_needs_a_timed_pass():
@@ -301,3 +307,16 @@ def test_measure_pipeline_reports_each_set_and_pass():
     # without a log it stays silent and measures the same way
     assert len(measure_pipeline(nlp, {"dev": docs}, repeats=2)["speed"]["runs"]) == 2
 
+
+
+def test_measure_pipeline_names_the_gold_labels_a_model_never_learned(teacher):
+    from biomed_spancat.training.uptrain import measure_pipeline
+    from spacy.tokens import Span
+
+    nlp = spacy.load(teacher)  # trained on GENE and CELL
+    docs = gold_docs(nlp.vocab)[:2]
+    docs[1].spans["sc"] = list(docs[1].spans["sc"]) + [Span(docs[1], 0, 1, "DRUG")]
+    result = measure_pipeline(nlp, {"dev": docs[:1], "test": docs}, repeats=1)
+    assert result["scores"]["dev"]["labels_unknown"] == []
+    assert result["scores"]["test"]["labels_unknown"] == ["DRUG"]
+    assert measure_pipeline(spacy.blank("en"), {"test": docs}, repeats=1)["scores"]["test"]["labels_unknown"] == []

@@ -33,7 +33,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from ..assist import AssistError, input_hash, iter_records
-from ..util import load_pipeline, pct, read_docs, use_device, write_json
+from ..util import PipelineError, find_spancat, load_pipeline, pct, read_docs, use_device, write_json
 
 __all__ = [
     "UPTRAIN_SCHEMA",
@@ -315,19 +315,28 @@ def measure_pipeline(
     repeats (int): Timed passes (at least 1); the median is reported.
     log (Optional[Callable[[str], None]]): Called with one line after each set
         is scored and each timed pass (progress); None: silent.
-    RETURNS (Dict[str, Any]): {"scores": {set: {p, r, f, gold_spans, pred_spans}},
-        "speed": {words, seconds (median), runs (every pass's seconds), words_per_second}}.
+    RETURNS (Dict[str, Any]): {"scores": {set: {p, r, f, gold_spans, pred_spans,
+        labels_unknown}}, "speed": {words, seconds (median), runs (every pass's
+        seconds), words_per_second}}; `labels_unknown` are the set's gold labels
+        the pipeline's span categorizer was not trained on (it can never find
+        them), empty without one.
     """
     from ..evaluation.evaluate import make_pred_doc
     from ..evaluation.scoring import score_docs
 
     if repeats < 1:
         raise AssistError(f"repeats must be at least 1, got {repeats}")
+    try:
+        known: Optional[set] = set(find_spancat(nlp, spans_key)[1].labels)
+    except PipelineError:
+        known = None
     scores: Dict[str, Any] = {}
     for name, gold in data.items():
         preds = list(nlp.pipe((make_pred_doc(nlp.vocab, d) for d in gold), batch_size=batch_size))
         metrics = score_docs(zip(gold, preds), spans_key).metrics
         scores[name] = {**metrics["spans"], **{k: metrics["counts"][k] for k in ("gold_spans", "pred_spans")}}
+        gold_labels = {span.label_ for d in gold for span in d.spans.get(spans_key, [])}
+        scores[name]["labels_unknown"] = [] if known is None else sorted(gold_labels - known)
         if log is not None:
             log(f"{name}: {len(gold)} docs scored, spans F {pct(scores[name]['f'])}")
     words = sum(len(d) for gold in data.values() for d in gold)
@@ -498,6 +507,14 @@ def format_markdown(result: Dict[str, Any]) -> str:
             f"its CPU speed is {'—' if ratio is None else f'{ratio:.1f}'}× the transformer pipeline's "
             f"(target ≥ {target['speed_ratio_at_least']:.0f}×)."
         )
+    unknown = {
+        (m["label"], name): score.get("labels_unknown")
+        for m in result["models"].values()
+        for name, score in m["scores"].items()
+        if score.get("labels_unknown")
+    }
+    for (label, name), labels in unknown.items():
+        lines.append(f"{name} data: {', '.join(labels)} unknown to {label} (not trained on, never found).")
     judged = students.get(target.get("student", "cpu_uptrained"), {})
     missed = []
     for name, g in judged.get("gap", {}).items():
