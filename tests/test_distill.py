@@ -22,21 +22,13 @@ from spacy.vectors import Vectors
 from typer.testing import CliRunner
 
 from biomed_spancat.assist import AssistError
+from assist_fixtures import CNN_CONFIG, ROOT, TINY_CNN
 from biomed_spancat.util import DocBinError, PipelineError
 from biomed_spancat.training.distill import attach_soft_labels, soft_label_corpus, write_student_config
 from biomed_spancat.training.student import SpanCategorizerStudent, soft_target
 from biomed_spancat.training.teacher_vectors import TokenVectorMeans
 
-ROOT = Path(__file__).resolve().parent.parent
-CNN_CONFIG = ROOT / "configs" / "uptrain_cnn.cfg"
 STUDENT_CONFIG = ROOT / "configs" / "distill_cnn.cfg"
-# A tiny CNN: the tests check behaviour, not accuracy.
-TINY_CNN = {
-    "components.tok2vec.model.encode.width": 16,
-    "components.tok2vec.model.encode.depth": 1,
-    "components.tok2vec.model.embed.rows": [500, 100, 100, 100],
-    "components.spancat.model.reducer.hidden_size": 16,
-}
 # The teacher's own suggester and tokenizer, unlike configs/distill_cnn.cfg's, so the
 # student config can be seen to take them over.
 TEACHER_SUGGESTER = {"@misc": "spacy.ngram_suggester.v1", "sizes": [1, 2]}
