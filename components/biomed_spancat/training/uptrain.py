@@ -187,15 +187,11 @@ def split_heldout(
                 if assignment.get(_doc_key(task.data)) == "unlabelled":
                     counts["unlabelled"] += 1
                     text = task.data.get("text")
-                    if not isinstance(text, str) or not text.strip():
-                        texts["no_text"] += 1
-                    elif input_hash(text) in test_texts:
-                        texts["in_test"] += 1
-                    elif input_hash(text) in written:
-                        texts["duplicates"] += 1
+                    left_out = "no_text" if not isinstance(text, str) or not text.strip() else _left_out(text, test_texts, written)
+                    if left_out:
+                        texts[left_out] += 1
                     else:
                         # Only the text and where it came from: no spans, answer or tokens.
-                        written.add(input_hash(text))
                         unl.write(json.dumps({"text": text, "meta": task.data.get("meta") or {}}, ensure_ascii=False) + "\n")
                         texts["written"] += 1
                 else:
@@ -234,6 +230,19 @@ def split_heldout(
     return report
 
 
+def _left_out(text: str, test_texts: set, written: set) -> Optional[str]:
+    """Why a text is not written as unlabelled text: "in_test" (equal to a test
+    text) or "duplicates" (written already); None when it is to be written,
+    and then it counts as written (its input hash joins `written`)."""
+    key = input_hash(text)
+    if key in test_texts:
+        return "in_test"
+    if key in written:
+        return "duplicates"
+    written.add(key)
+    return None
+
+
 def _append_more_text(sources: Sequence[str], out: Any, test_texts: set, written: set) -> Dict[str, Any]:
     """Write the usable records of `sources` to the open unlabelled JSONL `out`,
     leaving out texts equal to a test text (input hashes in `test_texts`) and
@@ -251,12 +260,9 @@ def _append_more_text(sources: Sequence[str], out: Any, test_texts: set, written
             reasons[record.reason] = reasons.get(record.reason, 0) + 1
             if len(account["examples"]) < MORE_TEXT_EXAMPLES:
                 account["examples"].append(f"{record.origin}: {record.detail}")
-        elif input_hash(record.text) in test_texts:
-            account["in_test"] += 1
-        elif input_hash(record.text) in written:
-            account["duplicates"] += 1
+        elif left_out := _left_out(record.text, test_texts, written):
+            account[left_out] += 1
         else:
-            written.add(input_hash(record.text))
             out.write(json.dumps({"text": record.text, "meta": record.meta}, ensure_ascii=False) + "\n")
             account["kept"] += 1
             account["words"] += len(record.text.split())
